@@ -1,0 +1,3 @@
+from fetchml_infra.cli import main
+
+main()

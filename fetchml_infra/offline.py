@@ -1,0 +1,110 @@
+"""The one place that says how this project runs Pulumi without the internet.
+
+Every script (through ``scripts/env.sh``), every test (through ``tests/conftest.py``) and the CLI take their
+environment from :func:`environment`: the toolchain directories on PATH, a file state backend, a passphrase
+for the secrets provider, and no update checks or plugin downloads. A value the caller already set wins, so a
+user can point at their own backend or passphrase.
+
+Run ``python -m fetchml_infra.offline`` to print the same settings as shell ``export`` lines.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+VERSIONS_FILE = REPO_ROOT / "scripts" / "toolchain.env"
+DEV_PASSPHRASE = "fetchml-dev-only-passphrase"
+
+
+def read_versions(path: Path = VERSIONS_FILE) -> dict[str, str]:
+    """Parse the KEY=VALUE lines of scripts/toolchain.env (comments and blank lines ignored)."""
+    versions: dict[str, str] = {}
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep:
+            raise ValueError(f"{path}: expected KEY=VALUE, saw {raw!r}")
+        versions[key.strip()] = value.strip()
+    return versions
+
+
+def cache_home(env: Mapping[str, str]) -> Path:
+    """Where built toolchains live: $FETCHML_CACHE, else ~/.cache/fetchml-infra."""
+    explicit = env.get("FETCHML_CACHE")
+    if explicit:
+        return Path(explicit)
+    return Path(env.get("HOME", str(Path.home()))) / ".cache" / "fetchml-infra"
+
+
+def toolchain_dirs(env: Mapping[str, str], versions: Mapping[str, str] | None = None) -> dict[str, Path]:
+    """The versioned directories bootstrap builds into; a new version is a new directory."""
+    v = dict(versions) if versions is not None else read_versions()
+    root = cache_home(env) / "toolchain"
+    return {
+        "pulumi": root / f"pulumi-v{v['PULUMI_PKG_VERSION']}-lang-python-v{v['PULUMI_SDK_VERSION']}",
+        "docker": root / f"pulumi-resource-docker-v{v['DOCKER_PROVIDER_VERSION']}",
+    }
+
+
+def environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The offline settings layered under ``base`` (default: os.environ); values in ``base`` win."""
+    env = dict(os.environ if base is None else base)
+    dirs = toolchain_dirs(env)
+    venv_bin = REPO_ROOT / ".venv" / "bin"
+    front = [str(dirs["pulumi"]), str(dirs["docker"]), str(venv_bin)]
+    rest = [p for p in env.get("PATH", "/usr/local/bin:/usr/bin:/bin").split(os.pathsep) if p not in front]
+    env["PATH"] = os.pathsep.join(front + rest)
+    env.setdefault("PULUMI_BACKEND_URL", f"file://{REPO_ROOT / '.state' / 'backend'}")
+    if "PULUMI_CONFIG_PASSPHRASE_FILE" not in env:
+        env.setdefault("PULUMI_CONFIG_PASSPHRASE", DEV_PASSPHRASE)
+    env.setdefault("PULUMI_SKIP_UPDATE_CHECK", "true")
+    env.setdefault("PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION", "true")
+    return env
+
+
+def apply() -> dict[str, str]:
+    """Set the offline settings in this process's environment (for the CLI and tests)."""
+    env = environment()
+    os.environ.update(env)
+    return env
+
+
+def backend_dir(env: Mapping[str, str]) -> Path | None:
+    """The local directory of a file:// backend, so scripts can create it; None for other backends."""
+    url = env.get("PULUMI_BACKEND_URL", "")
+    return Path(url.removeprefix("file://")) if url.startswith("file://") else None
+
+
+_EXPORTED = (
+    "PATH",
+    "PULUMI_BACKEND_URL",
+    "PULUMI_CONFIG_PASSPHRASE",
+    "PULUMI_SKIP_UPDATE_CHECK",
+    "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION",
+)
+
+
+def main(argv: list[str]) -> int:
+    env = environment()
+    if argv[1:2] == ["--dirs"]:
+        for name, path in toolchain_dirs(env).items():
+            print(f"{name}={path}")
+        return 0
+    for key in _EXPORTED:
+        if key in env:
+            print(f"export {key}={shlex.quote(env[key])}")
+    backend = backend_dir(env)
+    if backend is not None:
+        backend.mkdir(parents=True, exist_ok=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv))
