@@ -1,0 +1,288 @@
+"""Typed, validated stack configuration.
+
+The stack config is read once, checked as a whole, and turned into plain frozen values before any resource
+is registered. A bad value stops the program with one error that lists every problem, each naming its key,
+what was expected and what was seen. ``image`` is the only key a rollback changes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+PROJECT = "fetchml"
+IMAGE_TAG = re.compile(r"^sha-[0-9a-f]{7,40}$")
+# A pinned image names a tag (not "latest") or a digest: a data-store image must not move under a volume.
+PINNED_IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/:-]*(:(?!latest$)[A-Za-z0-9_][A-Za-z0-9._-]{0,127}|@sha256:[0-9a-f]{64})$")
+REPOSITORY = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
+NAME_PREFIX = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
+ENVIRONMENTS = ("staging", "prod")
+COMPLIANCE_MODES = ("none", "hipaa")
+SECRET_KEYS = ("minioRootUser", "minioRootPassword")
+FORBIDDEN_IN_TEXT = re.compile(r"[|\r\n]")
+
+
+class ConfigError(ValueError):
+    """Raised with every problem found in the stack config, one per line."""
+
+    def __init__(self, stack: str, problems: list[str]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(
+            f"stack '{stack}' has invalid configuration; nothing was changed:\n{lines}\n"
+            f"Fix with `pulumi config set <key> <value> --stack {stack}` and run again."
+        )
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A secret config value; its repr never shows the value, so it cannot leak into logs."""
+
+    value: str = field(repr=False)
+
+    def __repr__(self) -> str:
+        return "Secret(****)"
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    stack: str
+    image: str
+    api_repository: str
+    worker_repository: str
+    redis_image: str
+    minio_image: str
+    environment: str
+    compliance_mode: str
+    auto_rollback: bool
+    health_port: int
+    health_path: str
+    health_timeout_seconds: float
+    worker_replicas: int
+    bind_address: str
+    api_host_port: int
+    redis_host_port: int
+    minio_host_port: int
+    audit_log: str
+    name_prefix: str
+    deploy_reason: str
+    denied_images: tuple[str, ...]
+    minio_root_user: Secret
+    minio_root_password: Secret
+
+    @property
+    def api_image(self) -> str:
+        return f"{self.api_repository}:{self.image}"
+
+    @property
+    def worker_image(self) -> str:
+        return f"{self.worker_repository}:{self.image}"
+
+    @property
+    def health_url(self) -> str:
+        host = f"[{self.bind_address}]" if ":" in self.bind_address else self.bind_address
+        if host in ("0.0.0.0", "[::]"):
+            host = "127.0.0.1"
+        return f"http://{host}:{self.api_host_port}{self.health_path}"
+
+
+T = TypeVar("T")
+
+
+class _Reader:
+    """Reads keys from the raw config map, collecting problems instead of stopping at the first."""
+
+    def __init__(self, values: Mapping[str, str], secret_keys: frozenset[str]) -> None:
+        self.values = values
+        self.secret_keys = secret_keys
+        self.problems: list[str] = []
+
+    def _fail(self, key: str, expected: str, seen: object) -> None:
+        self.problems.append(f"{key}: expected {expected}, saw {seen!r}")
+
+    def text(self, key: str, default: str | None, pattern: re.Pattern[str], expected: str) -> str:
+        raw = self.values.get(key)
+        if raw is None:
+            if default is None:
+                self.problems.append(f"{key}: required ({expected}), but it is not set")
+                return ""
+            return default
+        if not pattern.match(raw):
+            self._fail(key, expected, raw)
+        return raw
+
+    def choice(self, key: str, default: str, choices: tuple[str, ...]) -> str:
+        raw = self.values.get(key, default)
+        if raw not in choices:
+            self._fail(key, "one of " + " | ".join(choices), raw)
+        return raw
+
+    def boolean(self, key: str, default: bool) -> bool:
+        raw = self.values.get(key)
+        if raw is None:
+            return default
+        if raw.lower() in ("true", "false"):
+            return raw.lower() == "true"
+        self._fail(key, "true or false", raw)
+        return default
+
+    def number(self, key: str, default: T, cast: Callable[[str], T], low: T, high: T) -> T:
+        raw = self.values.get(key)
+        if raw is None:
+            return default
+        try:
+            value = cast(raw)
+        except ValueError:
+            self._fail(key, f"a number from {low} to {high}", raw)
+            return default
+        if not low <= value <= high:  # type: ignore[operator]
+            self._fail(key, f"a number from {low} to {high}", raw)
+        return value
+
+    def secret(self, key: str) -> Secret:
+        raw = self.values.get(key)
+        if raw is None:
+            self.problems.append(
+                f"{key}: required as a secret, but it is not set (`pulumi config set --secret {key} <value>`)"
+            )
+            return Secret("")
+        if key not in self.secret_keys:
+            # Never echo the value: it was meant to be secret.
+            self.problems.append(
+                f"{key}: expected a secret, saw a plain value (its text is not shown); "
+                f"run `pulumi config set --secret {key} <value>`"
+            )
+        elif len(raw) < 8:
+            self.problems.append(f"{key}: expected at least 8 characters, saw {len(raw)}")
+        return Secret(raw)
+
+    def free_text(self, key: str, default: str) -> str:
+        raw = self.values.get(key, default)
+        if FORBIDDEN_IN_TEXT.search(raw) or len(raw) > 200:
+            self._fail(key, "up to 200 characters without '|' or line breaks", raw)
+        return raw
+
+    def address(self, key: str, default: str) -> str:
+        raw = self.values.get(key, default)
+        try:
+            ipaddress.ip_address(raw)
+        except ValueError:
+            self._fail(key, "an IP address such as 127.0.0.1", raw)
+        return raw
+
+    def tag_list(self, key: str) -> tuple[str, ...]:
+        raw = self.values.get(key)
+        if raw is None:
+            return ()
+        try:
+            items: Any = json.loads(raw)
+        except json.JSONDecodeError:
+            items = None
+        if not isinstance(items, list) or not all(isinstance(i, str) and IMAGE_TAG.match(i) for i in items):
+            self._fail(key, "a JSON list of sha-<hex> tags", raw)
+            return ()
+        return tuple(items)
+
+
+def parse(stack: str, values: Mapping[str, str], secret_keys: frozenset[str] = frozenset()) -> StackConfig:
+    """Validate the raw config of ``stack`` (keys without the project prefix) into a StackConfig.
+
+    ``secret_keys`` names the keys Pulumi holds as secrets. Raises ConfigError listing every problem.
+    """
+    r = _Reader(values, secret_keys)
+    known = set(StackConfigKeys)
+    for key in sorted(values):
+        if key not in known:
+            r.problems.append(f"{key}: not a setting of this program (known: {', '.join(sorted(known))})")
+    image = r.text("image", None, IMAGE_TAG, "sha- followed by 7 to 40 lowercase hex digits")
+    environment = r.choice("environment", "staging", ENVIRONMENTS)
+    compliance = r.choice("complianceMode", "none", COMPLIANCE_MODES)
+    repo_expected = "an image repository without a tag, such as ghcr.io/jfraeysd/fetchml-api"
+    pinned_expected = "an image pinned to a tag other than latest, or to a digest"
+    cfg = StackConfig(
+        stack=stack,
+        image=image,
+        api_repository=r.text("apiRepository", "ghcr.io/jfraeysd/fetchml-api", REPOSITORY, repo_expected),
+        worker_repository=r.text("workerRepository", "ghcr.io/jfraeysd/fetchml-worker", REPOSITORY, repo_expected),
+        redis_image=r.text("redisImage", "fetchml-infra/redis:7.0", PINNED_IMAGE, pinned_expected),
+        minio_image=r.text("minioImage", "fetchml-infra/minio:20260212-7aac2a2", PINNED_IMAGE, pinned_expected),
+        environment=environment,
+        compliance_mode=compliance,
+        auto_rollback=r.boolean("autoRollback", environment == "staging"),
+        health_port=r.number("healthPort", 9101, int, 1, 65535),
+        health_path=r.text("healthPath", "/health", re.compile(r"^/[A-Za-z0-9._~/-]*$"), "a path like /health"),
+        health_timeout_seconds=r.number("healthTimeoutSeconds", 60.0, float, 1.0, 900.0),
+        worker_replicas=r.number("workerReplicas", 1, int, 1, 16),
+        bind_address=r.address("bindAddress", "127.0.0.1"),
+        api_host_port=r.number("apiHostPort", 9101, int, 1, 65535),
+        redis_host_port=r.number("redisHostPort", 6379, int, 1, 65535),
+        minio_host_port=r.number("minioHostPort", 9000, int, 1, 65535),
+        audit_log=r.free_text("auditLog", f".state/audit/{stack}.audit.log"),
+        name_prefix=r.text("namePrefix", f"fetchml-{stack}", NAME_PREFIX, "lowercase letters, digits and -"),
+        deploy_reason=r.free_text("deployReason", ""),
+        denied_images=r.tag_list("deniedImages"),
+        minio_root_user=r.secret("minioRootUser"),
+        minio_root_password=r.secret("minioRootPassword"),
+    )
+    if environment == "prod" and cfg.auto_rollback:
+        r.problems.append("autoRollback: expected false on a prod stack (production rolls back by hand), saw 'true'")
+    ports = {
+        "apiHostPort": cfg.api_host_port,
+        "redisHostPort": cfg.redis_host_port,
+        "minioHostPort": cfg.minio_host_port,
+    }
+    if len(set(ports.values())) < len(ports):
+        r.problems.append(f"apiHostPort, redisHostPort, minioHostPort: expected three different ports, saw {ports}")
+    if image and image in cfg.denied_images:
+        r.problems.append(
+            f"image: {image} failed its health gate earlier and is listed in deniedImages; deploy it again only "
+            f"with `fetchml-infra deploy --stack {stack} --image {image} --allow-denied`"
+        )
+    if r.problems:
+        raise ConfigError(stack, r.problems)
+    return cfg
+
+
+StackConfigKeys = (
+    "image",
+    "apiRepository",
+    "workerRepository",
+    "redisImage",
+    "minioImage",
+    "environment",
+    "complianceMode",
+    "autoRollback",
+    "healthPort",
+    "healthPath",
+    "healthTimeoutSeconds",
+    "workerReplicas",
+    "bindAddress",
+    "apiHostPort",
+    "redisHostPort",
+    "minioHostPort",
+    "auditLog",
+    "namePrefix",
+    "deployReason",
+    "deniedImages",
+    *SECRET_KEYS,
+)
+
+
+def split_project_keys(raw: Mapping[str, str], project: str = PROJECT) -> dict[str, str]:
+    """Keep this project's keys (``fetchml:image`` -> ``image``); other namespaces are other programs'."""
+    prefix = f"{project}:"
+    return {k.removeprefix(prefix): v for k, v in raw.items() if k.startswith(prefix)}
+
+
+def load() -> StackConfig:
+    """Read and validate the running Pulumi program's stack config (the only Pulumi-aware part here)."""
+    import pulumi
+    from pulumi.runtime import config as runtime_config
+
+    values = split_project_keys(runtime_config.get_config_env())
+    secrets = frozenset(split_project_keys({k: "" for k in runtime_config.get_config_secret_keys_env()}))
+    return parse(pulumi.get_stack(), values, secrets)
