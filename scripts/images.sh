@@ -1,0 +1,431 @@
+#!/usr/bin/env bash
+# Build the container images the stack runs, locally (no registry is reachable here), from
+# scripts/images.env:
+#   - ghcr.io/jfraeysd/fetchml-{api,worker}:TAG  stand-ins (images/standin, one static Go binary);
+#   - $REDIS_IMAGE  redis-server from Debian's package plus the shared libraries it links;
+#   - $MINIO_IMAGE  the MinIO server built from its Go module (binary cached per machine).
+# Every image is a `docker import` of a root-filesystem tarball, configured with --change.
+# Idempotent: each image carries a label fetchml-infra.build-key, a hash of its inputs (sources,
+# versions, this script); an image whose tag exists with the same key is skipped. A freshly built
+# image is smoke-tested before the script ends (--verify smoke-tests all of them).
+#
+# usage: scripts/images.sh [--verify] [--only=redis,standin,minio] [TAG[:healthy|broken|crash] ...]
+#   extra TAGs are built as stand-ins too (mode healthy unless given), e.g. sha-abcdef0:broken;
+#   --only builds (and checks) just the named kinds; --verify smoke-tests existing images too.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+# shellcheck source=images.env
+. "$REPO/scripts/images.env"
+
+usage() { sed -n '/^# usage:/,/^[^#]/s/^# //p' "$0"; exit "${1:-0}"; }
+verify_all=0 only=redis,standin,minio
+declare -a extra=()
+for a in "$@"; do
+  case $a in
+    --verify) verify_all=1 ;;
+    --only=*) only=${a#--only=} ;;
+    -h | --help) usage 0 ;;
+    -*) usage 2 >&2 ;;
+    *) extra+=("$a") ;;
+  esac
+done
+
+# Stand-in tags: images.env's, then the command line's (a later mode wins).
+declare -a st_tags=()
+declare -A st_mode=()
+IFS=, read -ra spec <<<"$STANDIN_TAGS"
+for s in "${spec[@]}" ${extra[@]+"${extra[@]}"}; do
+  t=${s%%:*} m=healthy
+  [[ $s == *:* ]] && m=${s#*:}
+  [[ $t =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]] || die "bad image tag '$t' (in '$s')"
+  [[ $m =~ ^(healthy|broken|crash)$ ]] || die "bad mode '$m' for tag $t: want healthy, broken or crash"
+  [[ -n ${st_mode[$t]:-} ]] || st_tags+=("$t")
+  st_mode[$t]=$m
+done
+[[ $only =~ ^(redis|standin|minio)(,(redis|standin|minio))*$ ]] ||
+  die "bad --only=$only: want a comma-separated list of redis, standin, minio"
+
+cache=${FETCHML_CACHE:-$HOME/.cache/fetchml-infra}
+LABEL=fetchml-infra.build-key
+[[ :$PATH: == *:/usr/local/go/bin:* ]] || PATH=$PATH:/usr/local/go/bin
+docker info >/dev/null 2>&1 || "$REPO/scripts/docker-engine.sh"
+
+want() { [[ ,$only, == *,$1,* ]]; }
+hash12() { sha256sum | cut -c1-12; }
+recipe=$(hash12 <"$REPO/scripts/images.sh") # any change to how images are made rebuilds them all
+
+# Scratch space and test containers, removed on any exit.
+work=$(mktemp -d "${TMPDIR:-/tmp}/fetchml-images.XXXXXX")
+vprefix=fetchml-images-verify-$$
+declare -a cleanup_containers=() cleanup_volumes=() cleanup_networks=()
+cleanup() {
+  local c
+  for c in "${cleanup_containers[@]}"; do docker rm -f -v "$c" >/dev/null 2>&1 || true; done
+  for c in "${cleanup_volumes[@]}"; do docker volume rm -f "$c" >/dev/null 2>&1 || true; done
+  for c in "${cleanup_networks[@]}"; do docker network rm "$c" >/dev/null 2>&1 || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# Label value of an image, or nothing if the image does not exist.
+build_key() { docker image inspect -f "{{index .Config.Labels \"$LABEL\"}}" "$1" 2>/dev/null || true; }
+
+# import_image NAME ROOTFS_DIR KEY --change... : tarball of ROOTFS_DIR (root-owned) imported as NAME.
+# The image it replaces, if any and now untagged, is removed.
+import_image() {
+  local name=$1 root=$2 key=$3 old tarball
+  shift 3
+  local -a args=(--change "LABEL $LABEL=$key" --message "built by fetchml-infra scripts/images.sh")
+  local c
+  for c in "$@"; do args+=(--change "$c"); done
+  tarball=$work/$(basename "$root").tar
+  [[ -f $tarball ]] || tar --numeric-owner --owner=0 --group=0 -C "$root" -cf "$tarball" .
+  old=$(docker image inspect -f '{{.Id}}' "$name" 2>/dev/null || true)
+  docker import "${args[@]}" "$tarball" "$name" >/dev/null
+  if [[ -n $old && $old != $(docker image inspect -f '{{.Id}}' "$name") ]]; then
+    [[ -n $(docker image inspect -f '{{.RepoTags}}' "$old" 2>/dev/null | tr -d '[]') ]] ||
+      docker rmi "$old" >/dev/null 2>&1 || true
+  fi
+}
+
+# Host port that 127.0.0.1 publishes for CONTAINER's PORT/tcp.
+host_port() { docker port "$1" "$2/tcp" | sed -n 's/^127\.0\.0\.1:\([0-9]*\)$/\1/p' | head -1; }
+# wait_http URL CODE [SECONDS]: poll until GET URL answers CODE.
+wait_http() {
+  local i code=
+  for ((i = 0; i < ${3:-20} * 4; i++)); do
+    code=$(curl -s -o /dev/null -m 2 -w '%{http_code}' "$1" || true)
+    [[ $code == "$2" ]] && return 0
+    sleep 0.25
+  done
+  say "  $1 answered ${code:-nothing}, not $2"
+  return 1
+}
+# json_field JSON KEY: value of a top-level key ("<absent>" when missing).
+json_field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1]).get(sys.argv[2], "<absent>"))' "$1" "$2"; }
+# wait_healthy CONTAINER: Docker's own HEALTHCHECK reports healthy.
+wait_healthy() {
+  local i s=
+  for ((i = 0; i < 60; i++)); do
+    s=$(docker inspect -f '{{.State.Health.Status}}' "$1")
+    [[ $s == healthy ]] && return 0
+    sleep 0.5
+  done
+  say "  $1: Docker health status is ${s:-none}, not healthy"
+  return 1
+}
+
+# The stand-in binary (images/standin) also serves other images as their HEALTHCHECK (no curl in them).
+src=$REPO/images/standin
+standin_key=$({ echo "$recipe"; cd "$src" && cat go.mod go.sum ./*.go; } | hash12)
+standin_bin() { # path of the freshly built binary, built on first use
+  if [[ ! -x $work/bin/standin ]]; then
+    say "building the stand-in binary (images/standin, CGO_ENABLED=0)" >&2
+    (cd "$src" && CGO_ENABLED=0 GOFLAGS=-buildvcs=false nice -n 10 go build -trimpath -ldflags '-s -w' -o "$work/bin/standin" .) >&2 ||
+      die "go build of images/standin failed"
+  fi
+  echo "$work/bin/standin"
+}
+
+declare -a table=() # rows: image tag mode
+declare -a failures=()
+fail() { say "FAILED: $*"; failures+=("$*"); }
+
+###############################################################################
+# Redis: Debian's redis-server (and redis-cli, for a HEALTHCHECK) with the libraries they link.
+###############################################################################
+redis_name=${REDIS_IMAGE%:*} redis_tag=${REDIS_IMAGE##*:}
+if want redis; then
+if [[ ! -x /usr/sbin/redis-server && ! -x /usr/bin/redis-server ]] || ! command -v redis-cli >/dev/null; then
+  say "installing Debian's redis-server (and redis-tools)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq redis-server redis-tools >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq redis-server redis-tools >/dev/null; }
+fi
+redis_bin=$(readlink -f "$(command -v redis-server || echo /usr/bin/redis-server)")
+redis_key=$({ echo "$recipe"; sha256sum "$redis_bin" "$(readlink -f "$(command -v redis-cli)")" | cut -d' ' -f1; } | hash12)
+redis_built=0
+if [[ $(build_key "$REDIS_IMAGE") == "$redis_key" ]]; then
+  say "$REDIS_IMAGE is up to date ($LABEL=$redis_key)"
+else
+  t0=$SECONDS
+  say "building $REDIS_IMAGE from $(dpkg-query -W -f '${Package} ${Version}' redis-server 2>/dev/null || echo "$redis_bin")"
+  root=$work/redis-rootfs
+  mkdir -p "$root"/{usr/bin,data,tmp,etc}
+  chmod 1777 "$root/tmp"
+  # The binary decides what it is from argv[0] (Debian's redis-server is a link to redis-check-rdb).
+  cp -L "$redis_bin" "$root/usr/bin/redis-server"
+  cp -L "$(command -v redis-cli)" "$root/usr/bin/redis-cli"
+  for lib in $(ldd "$root/usr/bin/redis-server" "$root/usr/bin/redis-cli" | grep -v ":$" | grep -o '/[^ ]*' | sort -u); do
+    mkdir -p "$root$(dirname "$lib")"
+    cp -L "$lib" "$root$lib"
+  done
+  printf 'root:x:0:0:root:/data:/usr/bin/redis-server\n' >"$root/etc/passwd"
+  printf 'root:x:0:\n' >"$root/etc/group"
+  import_image "$REDIS_IMAGE" "$root" "$redis_key" \
+    'CMD ["/usr/bin/redis-server", "--bind", "0.0.0.0", "--protected-mode", "no", "--dir", "/data", "--appendonly", "yes"]' \
+    'WORKDIR /data' 'EXPOSE 6379/tcp' \
+    'HEALTHCHECK --interval=3s --timeout=2s --start-period=3s --retries=3 CMD ["/usr/bin/redis-cli", "-p", "6379", "ping"]' \
+    "LABEL org.opencontainers.image.version=$(dpkg-query -W -f '${Version}' redis-server 2>/dev/null || echo unknown)"
+  say "built $REDIS_IMAGE in $((SECONDS - t0)) s"
+  redis_built=1
+fi
+table+=("$redis_name $redis_tag -")
+
+verify_redis() {
+  say "verifying $REDIS_IMAGE: PING/SET/GET with the host's redis-cli, data kept in the /data volume"
+  local c=$vprefix-redis vol=$vprefix-redis-data port i v
+  cleanup_volumes+=("$vol")
+  docker volume create "$vol" >/dev/null
+  for i in 1 2; do
+    cleanup_containers+=("$c-$i")
+    docker run -d --name "$c-$i" -p 127.0.0.1::6379 -v "$vol:/data" "$REDIS_IMAGE" >/dev/null
+    port=$(host_port "$c-$i" 6379)
+    for ((v = 0; v < 40; v++)); do
+      [[ $(redis-cli -h 127.0.0.1 -p "$port" PING 2>/dev/null) == PONG ]] && break
+      sleep 0.25
+    done
+    [[ $(redis-cli -h 127.0.0.1 -p "$port" PING 2>&1) == PONG ]] || { fail "redis: no PONG on 127.0.0.1:$port"; return; }
+    if [[ $i == 1 ]]; then
+      [[ $(redis-cli -h 127.0.0.1 -p "$port" SET fetchml:verify "v-$$") == OK ]] || { fail "redis: SET"; return; }
+    fi
+    v=$(redis-cli -h 127.0.0.1 -p "$port" GET fetchml:verify)
+    [[ $v == "v-$$" ]] || { fail "redis: GET in container $i returned '$v'"; return; }
+    say "  container $i on 127.0.0.1:$port: PONG, GET fetchml:verify = $v"
+    docker stop -t 5 "$c-$i" >/dev/null # SIGTERM: redis flushes its append-only file
+  done
+  docker run --rm -d --name "$c-3" "$REDIS_IMAGE" >/dev/null && cleanup_containers+=("$c-3")
+  wait_healthy "$c-3" || fail "redis: HEALTHCHECK"
+  for i in 1 2 3; do docker rm -f -v "$c-$i" >/dev/null 2>&1 || true; done
+  docker volume rm -f "$vol" >/dev/null
+  say "  ok: PING/SET/GET, the value survived a new container on the same /data volume, HEALTHCHECK healthy"
+}
+if ((redis_built || verify_all)); then verify_redis; fi
+fi # want redis
+
+###############################################################################
+# Stand-ins for the FetchML API and worker.
+###############################################################################
+if want standin; then
+standin_image_key() { printf '%s %s %s %s\n' "$standin_key" "$1" "$2" "$3" | hash12; } # role tag mode
+declare -a st_todo=() st_built=()
+for t in "${st_tags[@]}"; do
+  for role in api worker; do
+    repo=$API_IMAGE_REPO
+    [[ $role == worker ]] && repo=$WORKER_IMAGE_REPO
+    if [[ $(build_key "$repo:$t") == "$(standin_image_key "$role" "$t" "${st_mode[$t]}")" ]]; then
+      say "$repo:$t (${st_mode[$t]}) is up to date"
+    else
+      st_todo+=("$role $t")
+    fi
+    table+=("$repo $t ${st_mode[$t]}")
+  done
+done
+
+if ((${#st_todo[@]})); then
+  t0=$SECONDS
+  root=$work/standin-rootfs
+  mkdir -p "$root/tmp"
+  chmod 1777 "$root/tmp"
+  bin=$(standin_bin)
+  cp "$bin" "$root/standin"
+  for item in "${st_todo[@]}"; do
+    read -r role t <<<"$item"
+    m=${st_mode[$t]} repo=$API_IMAGE_REPO port=$STANDIN_API_PORT
+    [[ $role == worker ]] && repo=$WORKER_IMAGE_REPO port=$STANDIN_WORKER_PORT
+    say "importing $repo:$t (mode $m)"
+    import_image "$repo:$t" "$root" "$(standin_image_key "$role" "$t" "$m")" \
+      "ENV FETCHML_VERSION=$t" "ENV FETCHML_STANDIN_MODE=$m" \
+      "CMD [\"/standin\", \"$role\"]" "EXPOSE $port/tcp" \
+      "HEALTHCHECK --interval=3s --timeout=2s --start-period=5s --retries=3 CMD [\"/standin\", \"healthcheck\", \"http://127.0.0.1:$port/health\"]" \
+      "LABEL org.opencontainers.image.version=$t" "LABEL fetchml-infra.role=$role" "LABEL fetchml-infra.standin-mode=$m"
+    st_built+=("$t")
+  done
+  say "built ${#st_todo[@]} stand-in image(s) in $((SECONDS - t0)) s"
+fi
+
+# verify_standins TAG...: each tag's api and worker behave as their mode says, each tag against its own
+# Redis container on its own network (so no other worker can take its jobs).
+verify_standins() {
+  local t m a w r net pa pw body job i role repo
+  say "verifying stand-ins: $*"
+  for t; do
+    m=${st_mode[$t]} a=$vprefix-api-$t w=$vprefix-worker-$t r=$vprefix-redis-$t net=$vprefix-net-$t
+    if [[ $m == crash ]]; then
+      for role in api worker; do
+        repo=$API_IMAGE_REPO
+        [[ $role == worker ]] && repo=$WORKER_IMAGE_REPO
+        cleanup_containers+=("$vprefix-$role-$t")
+        set +e
+        body=$(timeout 30 docker run --rm --name "$vprefix-$role-$t" "$repo:$t" 2>&1)
+        i=$?
+        set -e
+        if [[ $i == 1 ]]; then say "  $repo:$t exits 1 at once: $body"; else fail "$repo:$t (crash) exited $i: $body"; fi
+      done
+      continue
+    fi
+    cleanup_networks+=("$net")
+    cleanup_containers+=("$a" "$w" "$r")
+    docker network create "$net" >/dev/null
+    docker run -d --name "$r" --network "$net" --network-alias redis "$REDIS_IMAGE" >/dev/null
+    for ((i = 0; i < 40; i++)); do [[ $(docker exec "$r" redis-cli PING 2>/dev/null) == PONG ]] && break; sleep 0.25; done
+    docker run -d --name "$a" --network "$net" -p "127.0.0.1::$STANDIN_API_PORT" \
+      -e FETCHML_REDIS_ADDR=redis:6379 -e FETCHML_COMPLIANCE_MODE=hipaa "$API_IMAGE_REPO:$t" >/dev/null
+    docker run -d --name "$w" --network "$net" -p "127.0.0.1::$STANDIN_WORKER_PORT" \
+      -e FETCHML_REDIS_ADDR=redis:6379 "$WORKER_IMAGE_REPO:$t" >/dev/null
+    pa=$(host_port "$a" "$STANDIN_API_PORT") pw=$(host_port "$w" "$STANDIN_WORKER_PORT")
+    job=verify-$t-$$
+    if [[ $m == broken ]]; then
+      wait_http "http://127.0.0.1:$pa/health" 503 || fail "$API_IMAGE_REPO:$t (broken): /health not 503"
+      wait_http "http://127.0.0.1:$pw/health" 503 || fail "$WORKER_IMAGE_REPO:$t (broken): /health not 503"
+      body=$(curl -s "http://127.0.0.1:$pa/health")
+      [[ $(json_field "$body" status) == starting ]] || fail "$API_IMAGE_REPO:$t (broken): body $body"
+      docker exec "$r" redis-cli LPUSH fetchml:queue:pending "$job" >/dev/null
+      sleep 2
+      [[ $(docker exec "$r" redis-cli LLEN fetchml:queue:pending) == 1 &&
+        $(docker inspect -f '{{.State.Running}}' "$a" "$w") == $'true\ntrue' ]] ||
+        fail "$WORKER_IMAGE_REPO:$t (broken) took a job or died"
+      say "  $t (broken): api and worker keep running, /health 503 $body, the job stays pending"
+    else
+      wait_http "http://127.0.0.1:$pa/health" 200 || fail "$API_IMAGE_REPO:$t: /health not 200"
+      body=$(curl -s "http://127.0.0.1:$pa/health")
+      [[ $(json_field "$body" status) == ok && $(json_field "$body" version) == "$t" &&
+        $(json_field "$body" redis) == ok && $(json_field "$body" compliance_mode) == hipaa ]] ||
+        fail "$API_IMAGE_REPO:$t: /health body $body"
+      wait_http "http://127.0.0.1:$pw/health" 200 || fail "$WORKER_IMAGE_REPO:$t: /health not 200"
+      docker exec "$r" redis-cli LPUSH fetchml:queue:pending "$job" >/dev/null
+      for ((i = 0; i < 40; i++)); do
+        [[ $(docker exec "$r" redis-cli SISMEMBER fetchml:jobs:done "$job") == 1 ]] && break
+        sleep 0.25
+      done
+      [[ $(docker exec "$r" redis-cli SISMEMBER fetchml:jobs:done "$job") == 1 &&
+        $(docker exec "$r" redis-cli LLEN fetchml:queue:running) == 0 &&
+        $(docker exec "$r" redis-cli LLEN fetchml:queue:pending) == 0 ]] ||
+        fail "$WORKER_IMAGE_REPO:$t: job $job not recorded done"
+      wait_healthy "$a" || fail "$API_IMAGE_REPO:$t: Docker HEALTHCHECK"
+      wait_healthy "$w" || fail "$WORKER_IMAGE_REPO:$t: Docker HEALTHCHECK"
+      say "  $t (healthy): api /health 200 $body; worker took $job and recorded it done; both Docker-healthy"
+      # Redis gone: the api still answers 200 with redis unreachable, the worker 503.
+      docker stop -t 2 "$r" >/dev/null
+      wait_http "http://127.0.0.1:$pw/health" 503 10 || fail "$WORKER_IMAGE_REPO:$t: /health not 503 without Redis"
+      body=$(curl -s -w ' %{http_code}' "http://127.0.0.1:$pa/health" | tr -d '\n')
+      [[ $body == *'"redis":"unreachable"'*' 200' ]] || fail "$API_IMAGE_REPO:$t: without Redis: $body"
+      say "  $t without Redis: worker /health 503, api /health $body"
+    fi
+    docker rm -f -v "$a" "$w" "$r" >/dev/null
+    docker network rm "$net" >/dev/null
+  done
+}
+if ((verify_all || ${#st_built[@]})); then
+  [[ -n $(build_key "$REDIS_IMAGE") ]] || die "checking the stand-ins needs $REDIS_IMAGE: build it first (--only=redis)"
+fi
+if ((verify_all)); then
+  verify_standins "${st_tags[@]}"
+elif ((${#st_built[@]})); then
+  mapfile -t st_built < <(printf '%s\n' "${st_built[@]}" | sort -u)
+  verify_standins "${st_built[@]}"
+fi
+fi # want standin
+
+###############################################################################
+# MinIO, built from its Go module once per machine.
+###############################################################################
+if want minio; then
+minio_dir=$cache/toolchain/minio-$MINIO_VERSION
+minio_bin=$minio_dir/minio
+if [[ ! -x $minio_bin ]]; then
+  ldflags="-s -w"
+  if [[ $MINIO_VERSION =~ ^v0\.0\.0-([0-9]{14})-([0-9a-f]{12})$ ]]; then
+    # Release metadata as MinIO's buildscripts/gen-ldflags.go sets it, from the pseudo-version.
+    ts=${BASH_REMATCH[1]} commit=${BASH_REMATCH[2]} pkg=github.com/minio/minio/cmd
+    rel="${ts:0:4}-${ts:4:2}-${ts:6:2}T${ts:8:2}:${ts:10:2}:${ts:12:2}Z"
+    ldflags+=" -X $pkg.Version=$rel -X $pkg.CopyrightYear=${ts:0:4} -X $pkg.ReleaseTag=DEVELOPMENT.${rel//:/-}"
+    ldflags+=" -X $pkg.CommitID=$commit -X $pkg.ShortCommitID=$commit"
+  fi
+  say "building MinIO $MINIO_MODULE@$MINIO_VERSION (CGO_ENABLED=0, nice; cold, modules included: ~6 min on 2 cores)"
+  t0=$SECONDS
+  rm -rf "$minio_dir.tmp"
+  mkdir -p "$minio_dir.tmp"
+  (cd "$minio_dir.tmp" && CGO_ENABLED=0 GOBIN="$minio_dir.tmp" GOFLAGS=-buildvcs=false \
+    nice -n 10 go install -trimpath -ldflags "$ldflags" "$MINIO_MODULE@$MINIO_VERSION") ||
+    die "building $MINIO_MODULE@$MINIO_VERSION failed (see the go output above)"
+  mkdir -p "$minio_dir"
+  mv "$minio_dir.tmp/minio" "$minio_bin"
+  rm -rf "$minio_dir.tmp"
+  say "built MinIO in $((SECONDS - t0)) s: $minio_bin ($("$minio_bin" --version | head -1))"
+fi
+minio_name=${MINIO_IMAGE%:*} minio_tag=${MINIO_IMAGE##*:}
+minio_key=$({ echo "$recipe" "$MINIO_MODULE@$MINIO_VERSION" "$standin_key"; sha256sum "$minio_bin" | cut -d' ' -f1; } | hash12)
+minio_built=0
+if [[ $(build_key "$MINIO_IMAGE") == "$minio_key" ]]; then
+  say "$MINIO_IMAGE is up to date ($LABEL=$minio_key)"
+else
+  t0=$SECONDS
+  say "building $MINIO_IMAGE from $minio_bin"
+  root=$work/minio-rootfs
+  mkdir -p "$root"/{usr/bin,data,tmp,root,etc}
+  chmod 1777 "$root/tmp"
+  cp "$minio_bin" "$root/usr/bin/minio"
+  bin=$(standin_bin)
+  cp "$bin" "$root/usr/bin/fetchml-standin" # its `healthcheck URL` is the HEALTHCHECK
+  printf 'root:x:0:0:root:/root:/usr/bin/minio\n' >"$root/etc/passwd"
+  printf 'root:x:0:\n' >"$root/etc/group"
+  import_image "$MINIO_IMAGE" "$root" "$minio_key" \
+    'CMD ["/usr/bin/minio", "server", "/data", "--address", ":9000", "--console-address", ":9001"]' \
+    'ENV HOME=/root' 'ENV MINIO_UPDATE=off' 'WORKDIR /data' 'EXPOSE 9000/tcp' 'EXPOSE 9001/tcp' \
+    'HEALTHCHECK --interval=3s --timeout=2s --start-period=10s --retries=3 CMD ["/usr/bin/fetchml-standin", "healthcheck", "http://127.0.0.1:9000/minio/health/live"]' \
+    "LABEL org.opencontainers.image.version=$MINIO_VERSION" "LABEL org.opencontainers.image.source=$MINIO_MODULE"
+  say "built $MINIO_IMAGE in $((SECONDS - t0)) s"
+  minio_built=1
+fi
+table+=("$minio_name $minio_tag -")
+
+verify_minio() {
+  say "verifying $MINIO_IMAGE: bucket, put_object/get_object with the Python minio client"
+  local c=$vprefix-minio p9000 p9001 user=fetchml-verify pass
+  pass=verify-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  cleanup_containers+=("$c")
+  docker run -d --name "$c" -p 127.0.0.1::9000 -p 127.0.0.1::9001 \
+    -e MINIO_ROOT_USER=$user -e MINIO_ROOT_PASSWORD="$pass" "$MINIO_IMAGE" >/dev/null
+  p9000=$(host_port "$c" 9000) p9001=$(host_port "$c" 9001)
+  if ! wait_http "http://127.0.0.1:$p9000/minio/health/live" 200 60; then
+    docker logs "$c" 2>&1 | tail -20
+    fail "minio: not live"
+    return
+  fi
+  if "$REPO/.venv/bin/python" - "127.0.0.1:$p9000" "$user" "$pass" <<'EOF'; then
+import io, sys
+from minio import Minio
+endpoint, user, password = sys.argv[1:4]
+client = Minio(endpoint, access_key=user, secret_key=password, secure=False)
+bucket, data = "fetchml-verify", b"fetchml artifact \x00\x01" * 1000
+client.make_bucket(bucket)
+client.put_object(bucket, "runs/1/model.bin", io.BytesIO(data), len(data))
+resp = client.get_object(bucket, "runs/1/model.bin")
+try:
+    got = resp.read()
+finally:
+    resp.close()
+    resp.release_conn()
+assert got == data, "object read back differs"
+assert [o.object_name for o in client.list_objects(bucket, recursive=True)] == ["runs/1/model.bin"]
+print(f"  put_object/get_object of {len(data)} bytes in s3://{bucket} round-tripped")
+EOF
+    wait_http "http://127.0.0.1:$p9001/" 200 20 || fail "minio: console on :9001 not answering 200"
+    wait_healthy "$c" || fail "minio: Docker HEALTHCHECK"
+    say "  ok: S3 API on 127.0.0.1:$p9000, console on 127.0.0.1:$p9001, Docker-healthy ($(docker exec "$c" /usr/bin/minio --version | head -1))"
+  else
+    fail "minio: Python client round trip"
+  fi
+  docker rm -f -v "$c" >/dev/null
+}
+if ((minio_built || verify_all)); then verify_minio; fi
+fi # want minio
+
+###############################################################################
+say "images:"
+printf '  %-32s %-20s %-8s %s\n' IMAGE TAG MODE "IMAGE ID"
+for row in "${table[@]}"; do
+  read -r name tag mode <<<"$row"
+  printf '  %-32s %-20s %-8s %s\n' "$name" "$tag" "$mode" "$(docker image inspect -f '{{.Id}}' "$name:$tag" | cut -c8-19)"
+done
+((${#failures[@]} == 0)) || die "${#failures[@]} check(s) failed: ${failures[*]}"
