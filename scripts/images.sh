@@ -9,7 +9,7 @@
 # versions, this script); an image whose tag exists with the same key is skipped. A freshly built
 # image is smoke-tested before the script ends (--verify smoke-tests all of them).
 #
-# usage: scripts/images.sh [--verify] [--only=redis,standin,minio] [TAG[:healthy|broken|crash] ...]
+# usage: scripts/images.sh [--verify] [--only=redis,standin,minio] [TAG[:healthy|broken|noncompliant|crash] ...]
 #   extra TAGs are built as stand-ins too (mode healthy unless given), e.g. sha-abcdef0:broken;
 #   --only builds (and checks) just the named kinds; --verify smoke-tests existing images too.
 set -euo pipefail
@@ -38,7 +38,7 @@ for s in "${spec[@]}" ${extra[@]+"${extra[@]}"}; do
   t=${s%%:*} m=healthy
   [[ $s == *:* ]] && m=${s#*:}
   [[ $t =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]] || die "bad image tag '$t' (in '$s')"
-  [[ $m =~ ^(healthy|broken|crash)$ ]] || die "bad mode '$m' for tag $t: want healthy, broken or crash"
+  [[ $m =~ ^(healthy|broken|noncompliant|crash)$ ]] || die "bad mode '$m' for tag $t: want healthy, broken, noncompliant or crash"
   [[ -n ${st_mode[$t]:-} ]] || st_tags+=("$t")
   st_mode[$t]=$m
 done
@@ -286,10 +286,12 @@ verify_standins() {
         fail "$WORKER_IMAGE_REPO:$t (broken) took a job or died"
       say "  $t (broken): api and worker keep running, /health 503 $body, the job stays pending"
     else
+      want_mode=hipaa
+      [[ $m == noncompliant ]] && want_mode=none # it ignores FETCHML_COMPLIANCE_MODE=hipaa on purpose
       wait_http "http://127.0.0.1:$pa/health" 200 || fail "$API_IMAGE_REPO:$t: /health not 200"
       body=$(curl -s "http://127.0.0.1:$pa/health")
       [[ $(json_field "$body" status) == ok && $(json_field "$body" version) == "$t" &&
-        $(json_field "$body" redis) == ok && $(json_field "$body" compliance_mode) == hipaa ]] ||
+        $(json_field "$body" redis) == ok && $(json_field "$body" compliance_mode) == "$want_mode" ]] ||
         fail "$API_IMAGE_REPO:$t: /health body $body"
       wait_http "http://127.0.0.1:$pw/health" 200 || fail "$WORKER_IMAGE_REPO:$t: /health not 200"
       docker exec "$r" redis-cli LPUSH fetchml:queue:pending "$job" >/dev/null

@@ -100,12 +100,12 @@ func runServer(role, defaultPort string) int {
 	version := os.Getenv("FETCHML_VERSION")
 	m := mode()
 	switch m {
-	case "healthy", "broken":
+	case "healthy", "broken", "noncompliant":
 	case "crash":
 		fmt.Fprintf(os.Stderr, "fetchml-%s %s: FETCHML_STANDIN_MODE=crash, exiting with status 1\n", role, version)
 		return 1
 	default:
-		fmt.Fprintf(os.Stderr, "fetchml-%s: unknown FETCHML_STANDIN_MODE %q (want healthy, broken or crash)\n", role, m)
+		fmt.Fprintf(os.Stderr, "fetchml-%s: unknown FETCHML_STANDIN_MODE %q (want healthy, broken, noncompliant or crash)\n", role, m)
 		return 1
 	}
 	port := os.Getenv("FETCHML_HEALTH_PORT")
@@ -131,6 +131,9 @@ func runServer(role, defaultPort string) int {
 		if cm := os.Getenv("FETCHML_COMPLIANCE_MODE"); cm != "" {
 			body["compliance_mode"] = cm
 		}
+		if m == "noncompliant" { // a build that lost its compliance setting: healthy, but not HIPAA
+			body["compliance_mode"] = "none"
+		}
 		if err := ping(r.Context(), rdb); err != nil {
 			body["redis"] = "unreachable"
 			if role == "worker" { // a worker without its queue is not healthy
@@ -146,7 +149,7 @@ func runServer(role, defaultPort string) int {
 	go func() { errc <- srv.ListenAndServe() }()
 	log.Printf("fetchml-%s %s (mode %s) listening on :%s, redis %s", role, version, m, port, rdb.Options().Addr)
 
-	if role == "worker" && m == "healthy" {
+	if role == "worker" && m != "broken" {
 		go work(ctx, rdb)
 	}
 	select {
