@@ -1,0 +1,48 @@
+"""The audit log: one greppable line per deploy or rollback, hash-chained, only ever appended to.
+
+A line (one line on disk)::
+
+    2024-01-15T14:30:00Z | rollback | success | from=sha-abc123 | to=sha-def456 | actor=deploy-user
+    | reason=health-check-failure | stack=prod | prev=<sha256 hex> | hash=<sha256 hex>
+
+The first seven fields are the rollback procedure's format, in its order. ``hash`` is the sha256 of the
+line's text before `` | hash=``, so it covers ``prev``: the hash of the line before, 64 zeros for the first.
+A plain log from before the chain is adopted: an ``adopt`` entry whose ``prev`` is the sha256 of the plain
+lines above it pins them. The log is never rewritten, truncated or repaired here: damage is reported.
+
+``chain`` holds the pure part (entries, verification over bytes); ``logfile`` the file I/O and locking.
+"""
+
+from fetchml_infra.audit.chain import (
+    ACTIONS,
+    OUTCOMES,
+    ZERO_HASH,
+    AuditError,
+    Entry,
+    Problem,
+    Verdict,
+    clean_value,
+    make_entry,
+    verify_bytes,
+)
+from fetchml_infra.audit.logfile import LOCK_TIMEOUT, adopt, append, entries, head, tail, verify
+
+__all__ = [
+    "ACTIONS",
+    "LOCK_TIMEOUT",
+    "OUTCOMES",
+    "ZERO_HASH",
+    "AuditError",
+    "Entry",
+    "Problem",
+    "Verdict",
+    "adopt",
+    "append",
+    "clean_value",
+    "entries",
+    "head",
+    "make_entry",
+    "tail",
+    "verify",
+    "verify_bytes",
+]
