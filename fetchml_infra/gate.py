@@ -1,0 +1,201 @@
+"""The two dynamic resources of a deploy: HealthGate (is the new image healthy?) and AuditEntry (record it).
+
+Both providers are thin: they hold no state of their own (dill pickles them by reference into the Pulumi
+state, and they run again in a separate provider process), take only plain values as inputs, and hand the
+work to fetchml_infra.health, fetchml_infra.audit and fetchml_infra.history.
+
+Order in a deploy: containers are replaced -> HealthGate polls -> AuditEntry appends ``success``. A gate that
+fails appends the ``failure`` entry itself, because the engine stops before AuditEntry runs.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from typing import Any
+
+import pulumi
+from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
+
+from fetchml_infra import audit, health, history
+
+# Inputs whose change makes AuditEntry append: a change of the deployed image, never actor or reason alone.
+AUDIT_TRIGGERS = ("image",)
+
+
+def current_actor(env: dict[str, str] | None = None) -> str:
+    """Who is deploying: $FETCHML_ACTOR, else the OS user."""
+    env = dict(os.environ) if env is None else env
+    actor = env.get("FETCHML_ACTOR") or env.get("USER") or ""
+    if not actor:
+        try:
+            actor = getpass.getuser()
+        except (KeyError, OSError):
+            actor = "unknown"
+    return actor
+
+
+def _record(props: dict[str, Any], outcome: str, reason: str) -> audit.Entry:
+    log = props["audit_log"]
+    action, from_image = history.classify(audit.entries(log), props["stack"], props["image"])
+    return audit.append(
+        log,
+        action=action,
+        outcome=outcome,
+        from_image=from_image,
+        to_image=props["image"],
+        actor=props["actor"],
+        reason=reason,
+        stack=props["stack"],
+    )
+
+
+class HealthGateProvider(ResourceProvider):
+    """Polls the health URL; passes, or fails the update with what it saw and the rollback command."""
+
+    def _check(self, props: dict[str, Any]) -> dict[str, Any]:
+        result = health.poll(
+            props["url"],
+            expected_version=props["image"],
+            required_compliance=props["compliance_mode"] if props["compliance_mode"] != "none" else None,
+            timeout=float(props["timeout"]),
+        )
+        if not result.verdict.healthy:
+            reason = audit.clean_value(f"health-check-failure: {result.verdict.reason}")[:200]
+            _record(props, "failure", reason)
+            raise Exception(
+                health.describe_failure(
+                    result, url=props["url"], stack=props["stack"], rollback_command=props["rollback_command"]
+                )
+                + "\n  the failure is recorded in the audit log "
+                + props["audit_log"]
+            )
+        v = result.verdict
+        return {
+            **props,
+            "healthy": True,
+            "version": v.version or "",
+            "reported_compliance_mode": v.compliance_mode or "",
+            "elapsed": round(result.elapsed, 3),
+        }
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        return CreateResult(f"gate-{props['stack']}", self._check(props))
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        # Re-check whenever anything it guards changed (a replaced container has a new id).
+        keys = ("url", "image", "compliance_mode", "targets")
+        changed = [k for k in keys if olds.get(k) != news.get(k)]
+        return DiffResult(changes=bool(changed), replaces=[], delete_before_replace=False)
+
+    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        return UpdateResult(self._check(news))
+
+
+class HealthGate(pulumi.dynamic.Resource, module="fetchml", name="HealthGate"):
+    healthy: pulumi.Output[bool]
+    version: pulumi.Output[str]
+    reported_compliance_mode: pulumi.Output[str]
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        url: pulumi.Input[str],
+        image: str,
+        compliance_mode: str,
+        timeout: float,
+        stack: str,
+        audit_log: str,
+        actor: str,
+        rollback_command: str,
+        targets: pulumi.Input[list[str]],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        props: dict[str, Any] = {
+            "url": url,
+            "image": image,
+            "compliance_mode": compliance_mode,
+            "timeout": timeout,
+            "stack": stack,
+            "audit_log": audit_log,
+            "actor": actor,
+            "rollback_command": rollback_command,
+            "targets": targets,
+            "healthy": None,
+            "version": None,
+            "reported_compliance_mode": None,
+        }
+        super().__init__(HealthGateProvider(), name, props, opts)
+
+
+class AuditEntryProvider(ResourceProvider):
+    """Appends one entry per change of the deployed image, after verifying the chain it extends.
+
+    Delete is a no-op: the chain is never rolled back, whatever happens to the stack.
+    """
+
+    def _append(self, props: dict[str, Any], olds: dict[str, Any] | None) -> dict[str, Any]:
+        log = props["audit_log"]
+        expected = (olds["head"], int(olds["length"])) if olds and olds.get("head") else (None, None)
+        verdict = audit.verify(log, expected_head=expected[0], expected_length=expected[1], allow_longer=True)
+        if not verdict.ok:
+            raise Exception(
+                f"audit chain {log} does not verify: line {verdict.first_bad_line}: {verdict.problem}: "
+                f"{verdict.detail}\nNothing was recorded. Investigate before any rollback "
+                f"(the procedure: anomalies in the audit log are investigated, not rolled back over):\n"
+                f"  fetchml-infra audit verify --log {log}"
+            )
+        entry = _record(props, "success", props["reason"] or "-")
+        head, length = audit.head(log)
+        return {**props, "entry": entry.render(), "action": entry.action, "head": head, "length": length}
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        return CreateResult(f"audit-{props['stack']}", self._append(props, None))
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        # Append when the image differs from the one this resource recorded, or from the one the chain last
+        # recorded as passing (after a failed gate, the rollback to the old image is a change too).
+        changed = [k for k in AUDIT_TRIGGERS if olds.get(k) != news.get(k)]
+        last = history.last_entry(audit.entries(news["audit_log"]), news["stack"])
+        drifted = last is None or last.outcome != "success" or last.to_image != news["image"]
+        return DiffResult(changes=bool(changed) or drifted, replaces=[], delete_before_replace=False)
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        return UpdateResult(self._append(news, olds))
+
+    def delete(self, _id: str, _props: dict[str, Any]) -> None:
+        return None
+
+
+class AuditEntry(pulumi.dynamic.Resource, module="fetchml", name="AuditEntry"):
+    head: pulumi.Output[str]
+    length: pulumi.Output[int]
+    action: pulumi.Output[str]
+    entry: pulumi.Output[str]
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        image: str,
+        stack: str,
+        audit_log: str,
+        actor: str,
+        reason: str,
+        gate: pulumi.Input[bool],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        props: dict[str, Any] = {
+            "image": image,
+            "stack": stack,
+            "audit_log": audit_log,
+            "actor": actor,
+            "reason": reason,
+            "gate": gate,
+            "head": None,
+            "length": None,
+            "action": None,
+            "entry": None,
+        }
+        super().__init__(AuditEntryProvider(), name, props, opts)

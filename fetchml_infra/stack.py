@@ -1,0 +1,211 @@
+"""The FetchML component: what runs where on the Docker host.
+
+Two kinds of things live here and they never mix:
+
+- persistent: the network, the Redis and MinIO volumes and containers. None of them takes any input from
+  ``image``; the volumes are protected and retained, so neither a rollback nor a destroy can remove them.
+- the app: the API and worker containers. ``_app`` is the one place that reads ``cfg.image``; from there it
+  flows only into those containers, the HealthGate and the AuditEntry.
+
+A rollback is therefore `pulumi config set image sha-<previous> && pulumi up`: the app containers are replaced
+(delete-before-replace, since their names and ports are fixed), the gate polls the health URL, and the audit
+entry is appended.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulumi
+import pulumi_docker as docker
+
+from fetchml_infra import audit
+from fetchml_infra.config import StackConfig
+from fetchml_infra.gate import AuditEntry, HealthGate, current_actor
+
+REDIS_PORT = 6379
+MINIO_PORT = 9000
+RESTART = "unless-stopped"
+
+
+@dataclass(frozen=True)
+class Persistent:
+    network: docker.Network
+    redis_data: docker.Volume
+    minio_data: docker.Volume
+    redis: docker.Container
+    minio: docker.Container
+
+
+@dataclass(frozen=True)
+class App:
+    api: docker.Container
+    workers: list[docker.Container]
+
+
+def audit_log_path(cfg: StackConfig) -> str:
+    """Absolute, so the provider process (whose working directory is not ours) writes the same file."""
+    return str(Path(cfg.audit_log).expanduser().resolve())
+
+
+def check_chain(log: str) -> None:
+    """Fail before touching anything when the audit chain is broken (on preview as well as up)."""
+    if not Path(log).exists():
+        return
+    verdict = audit.verify(log)
+    if not verdict.ok:
+        raise audit.AuditError(
+            f"audit chain {log} does not verify: line {verdict.first_bad_line}: {verdict.problem}: "
+            f"{verdict.detail}\nNothing was changed. Investigate first: fetchml-infra audit verify --log {log}"
+        )
+
+
+def rollback_command(cfg: StackConfig) -> str:
+    return f"fetchml-infra rollback --stack {cfg.stack} --reason health-check-failure"
+
+
+class FetchML(pulumi.ComponentResource):
+    def __init__(self, name: str, cfg: StackConfig, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("fetchml:index:FetchML", name, None, opts)
+        self.cfg = cfg
+        self.audit_log = audit_log_path(cfg)
+        check_chain(self.audit_log)
+        self.persistent = self._persistent(cfg)
+        self.app = self._app(cfg, self.persistent)
+        actor = current_actor()
+        self.gate = HealthGate(
+            "health-gate",
+            url=cfg.health_url,
+            image=cfg.image,
+            compliance_mode=cfg.compliance_mode,
+            timeout=cfg.health_timeout_seconds,
+            stack=cfg.stack,
+            audit_log=self.audit_log,
+            actor=actor,
+            rollback_command=rollback_command(cfg),
+            targets=pulumi.Output.all(self.app.api.id, *[w.id for w in self.app.workers]),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.audit = AuditEntry(
+            "audit-entry",
+            image=cfg.image,
+            stack=cfg.stack,
+            audit_log=self.audit_log,
+            actor=actor,
+            reason=cfg.deploy_reason,
+            gate=self.gate.healthy,
+            # The record outlives the stack: never deleted, and removing it from the program is refused.
+            opts=pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True),
+        )
+        self.register_outputs({})
+
+    def _persistent(self, cfg: StackConfig) -> Persistent:
+        p = cfg.name_prefix
+        child = pulumi.ResourceOptions(parent=self)
+        kept = pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True)
+        network = docker.Network("network", name=f"{p}-net", opts=child)
+        redis_data = docker.Volume("redis-data", name=f"{p}-redis-data", opts=kept)
+        minio_data = docker.Volume("minio-data", name=f"{p}-minio-data", opts=kept)
+        redis_image = docker.RemoteImage("redis-image", name=cfg.redis_image, keep_locally=True, opts=child)
+        minio_image = docker.RemoteImage("minio-image", name=cfg.minio_image, keep_locally=True, opts=child)
+        redis = docker.Container(
+            "redis",
+            name=f"{p}-redis",
+            image=redis_image.image_id,
+            restart=RESTART,
+            networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=network.name, aliases=["redis"])],
+            volumes=[docker.ContainerVolumeArgs(volume_name=redis_data.name, container_path="/data")],
+            ports=[_port(cfg, REDIS_PORT, cfg.redis_host_port)],
+            remove_volumes=False,
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+        )
+        minio = docker.Container(
+            "minio",
+            name=f"{p}-minio",
+            image=minio_image.image_id,
+            restart=RESTART,
+            envs=pulumi.Output.secret(
+                [
+                    f"MINIO_ROOT_USER={cfg.minio_root_user.value}",
+                    f"MINIO_ROOT_PASSWORD={cfg.minio_root_password.value}",
+                ]
+            ),
+            networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=network.name, aliases=["minio"])],
+            volumes=[docker.ContainerVolumeArgs(volume_name=minio_data.name, container_path="/data")],
+            ports=[_port(cfg, MINIO_PORT, cfg.minio_host_port)],
+            remove_volumes=False,
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+        )
+        return Persistent(network, redis_data, minio_data, redis, minio)
+
+    def _app(self, cfg: StackConfig, persistent: Persistent) -> App:
+        """The only reader of ``cfg.image``."""
+        p = cfg.name_prefix
+        # Kept locally on destroy and replace, so every earlier image stays available as a rollback target.
+        api_image = docker.RemoteImage(
+            "api-image", name=cfg.api_image, keep_locally=True, opts=pulumi.ResourceOptions(parent=self)
+        )
+        worker_image = docker.RemoteImage(
+            "worker-image", name=cfg.worker_image, keep_locally=True, opts=pulumi.ResourceOptions(parent=self)
+        )
+        envs = [
+            f"FETCHML_VERSION={cfg.image}",
+            f"FETCHML_COMPLIANCE_MODE={cfg.compliance_mode}",
+            f"FETCHML_ENVIRONMENT={cfg.environment}",
+            f"FETCHML_REDIS_ADDR=redis:{REDIS_PORT}",
+            f"FETCHML_MINIO_ENDPOINT=minio:{MINIO_PORT}",
+        ]
+        network = [docker.ContainerNetworksAdvancedArgs(name=persistent.network.name)]
+        # Fixed names and ports: the old container must go before its replacement can start.
+        replace = pulumi.ResourceOptions(
+            parent=self, delete_before_replace=True, depends_on=[persistent.redis, persistent.minio]
+        )
+        api = docker.Container(
+            "api",
+            name=f"{p}-api",
+            image=api_image.image_id,
+            envs=[*envs, f"FETCHML_HEALTH_PORT={cfg.health_port}"],
+            restart=RESTART,
+            networks_advanced=network,
+            ports=[_port(cfg, cfg.health_port, cfg.api_host_port)],
+            opts=replace,
+        )
+        workers = [
+            docker.Container(
+                f"worker-{i}",
+                name=f"{p}-worker-{i}",
+                image=worker_image.image_id,
+                envs=envs,
+                restart=RESTART,
+                networks_advanced=network,
+                opts=replace,
+            )
+            for i in range(1, cfg.worker_replicas + 1)
+        ]
+        return App(api, workers)
+
+    def export_outputs(self) -> None:
+        cfg = self.cfg
+        pulumi.export("image", cfg.image)
+        pulumi.export("environment", cfg.environment)
+        pulumi.export("compliance_mode", cfg.compliance_mode)
+        pulumi.export("api_url", f"http://{_host(cfg)}:{cfg.api_host_port}")
+        pulumi.export("health_url", cfg.health_url)
+        pulumi.export("redis_address", f"{_host(cfg)}:{cfg.redis_host_port}")
+        pulumi.export("minio_endpoint", f"{_host(cfg)}:{cfg.minio_host_port}")
+        pulumi.export("volumes", [self.persistent.redis_data.name, self.persistent.minio_data.name])
+        pulumi.export("containers", [self.app.api.name, *[w.name for w in self.app.workers]])
+        pulumi.export("reported_compliance_mode", self.gate.reported_compliance_mode)
+        pulumi.export("audit_log", self.audit_log)
+        pulumi.export("audit_head", self.audit.head)
+        pulumi.export("audit_length", self.audit.length)
+        pulumi.export("audit_action", self.audit.action)
+
+
+def _host(cfg: StackConfig) -> str:
+    return cfg.health_url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)[0]
+
+
+def _port(cfg: StackConfig, internal: int, external: int) -> docker.ContainerPortArgs:
+    return docker.ContainerPortArgs(internal=internal, external=external, ip=cfg.bind_address)

@@ -1,0 +1,132 @@
+"""The component under Pulumi mocks: what is protected, and what the image tag may reach."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+
+from fetchml_infra.config import parse
+from fetchml_infra.stack import FetchML
+
+PERSISTENT = {"network", "redis-data", "minio-data", "redis-image", "minio-image", "redis", "minio"}
+APP = {"api-image", "worker-image", "api", "worker-1", "worker-2", "health-gate", "audit-entry"}
+
+
+class Recorder(pulumi.runtime.Mocks):
+    def __init__(self) -> None:
+        self.inputs: dict[str, dict[str, Any]] = {}
+        self.types: dict[str, str] = {}
+        self.options: dict[str, pulumi.ResourceOptions | None] = {}
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        self.inputs[args.name] = dict(args.inputs)
+        self.types[args.name] = args.typ
+        outputs = dict(args.inputs)
+        if args.typ == "docker:index/remoteImage:RemoteImage":
+            outputs["imageId"] = f"sha256:{args.name}"
+        return f"{args.name}-id", outputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+        return {}
+
+
+def build(tmp_path: Path, image: str, **extra: str) -> tuple[Recorder, FetchML]:
+    values = {
+        "image": image,
+        "workerReplicas": "2",
+        "auditLog": str(tmp_path / "audit.log"),
+        "minioRootUser": "fetchml-admin",
+        "minioRootPassword": "correct-horse-battery",
+        **extra,
+    }
+    cfg = parse("staging", values, frozenset({"minioRootUser", "minioRootPassword"}))
+    mocks = Recorder()
+    pulumi.runtime.set_mocks(mocks, project="fetchml", stack="staging", preview=False)
+    register = pulumi.CustomResource.__init__
+
+    def spy(self: pulumi.CustomResource, t: str, name: str, props: Any = None, opts: Any = None, *rest: Any) -> None:
+        mocks.options[name] = opts  # the options as the program gave them, which mocks do not pass on
+        register(self, t, name, props, opts, *rest)
+
+    pulumi.CustomResource.__init__ = spy  # type: ignore[method-assign]
+    holder: dict[str, FetchML] = {}
+
+    @pulumi.runtime.test
+    def run() -> pulumi.Output[Any]:
+        holder["stack"] = stack = FetchML("fetchml", cfg)
+        return pulumi.Output.all(stack.audit.id, stack.gate.id, stack.persistent.minio.id)
+
+    try:
+        run()
+    finally:
+        pulumi.CustomResource.__init__ = register  # type: ignore[method-assign]
+    return mocks, holder["stack"]
+
+
+def mentions(value: Any, needle: str) -> bool:
+    return needle in json.dumps(value, default=str)
+
+
+def test_every_persistent_volume_and_the_audit_record_are_protected_and_retained(tmp_path: Path) -> None:
+    mocks, _ = build(tmp_path, "sha-1a2b3c4")
+    kept = {name for name, opts in mocks.options.items() if opts is not None and opts.protect and opts.retain_on_delete}
+    assert kept == {"redis-data", "minio-data", "audit-entry"}
+    # Containers are replaceable (their data is not): nothing else is protected.
+    assert {name for name, opts in mocks.options.items() if opts is not None and opts.protect} == kept
+
+
+def test_the_image_tag_reaches_exactly_the_app(tmp_path: Path) -> None:
+    mocks, _ = build(tmp_path, "sha-1a2b3c4")
+    assert set(mocks.inputs) == PERSISTENT | APP | {"fetchml"}  # "fetchml": the component itself
+    reached = {name for name, inputs in mocks.inputs.items() if mentions(inputs, "sha-1a2b3c4")}
+    assert reached == APP
+    assert mocks.inputs["api-image"]["name"] == "ghcr.io/jfraeysd/fetchml-api:sha-1a2b3c4"
+    assert mocks.inputs["worker-image"]["name"] == "ghcr.io/jfraeysd/fetchml-worker:sha-1a2b3c4"
+
+
+def test_changing_the_image_changes_nothing_persistent(tmp_path: Path) -> None:
+    before, _ = build(tmp_path, "sha-1a2b3c4")
+    after, _ = build(tmp_path, "sha-5d6e7f8")
+    for name in PERSISTENT:
+        assert before.inputs[name] == after.inputs[name], name
+    changed = {name for name in APP if before.inputs[name] != after.inputs[name]}
+    assert changed == APP
+
+
+def test_minio_credentials_are_secret_outputs(tmp_path: Path) -> None:
+    _, stack = build(tmp_path, "sha-1a2b3c4")
+    seen: dict[str, bool] = {}
+
+    @pulumi.runtime.test
+    def check() -> pulumi.Output[Any]:
+        async def record(name: str, output: pulumi.Output[Any]) -> None:
+            seen[name] = await output.is_secret()
+
+        return pulumi.Output.from_input(
+            asyncio.gather(record("minio", stack.persistent.minio.envs), record("api", stack.app.api.envs))
+        )
+
+    check()
+    assert seen == {"minio": True, "api": False}
+
+
+@pytest.mark.parametrize("replicas", ["1", "3"])
+def test_worker_replicas(tmp_path: Path, replicas: str) -> None:
+    mocks, stack = build(tmp_path, "sha-1a2b3c4", workerReplicas=replicas)
+    assert len(stack.app.workers) == int(replicas)
+    names = sorted(v["name"] for k, v in mocks.inputs.items() if re.fullmatch(r"worker-\d+", k))
+    assert names == [f"fetchml-staging-worker-{i}" for i in range(1, int(replicas) + 1)]
+
+
+def test_ports_are_published_on_the_bind_address_only(tmp_path: Path) -> None:
+    mocks, _ = build(tmp_path, "sha-1a2b3c4")
+    for name in ("api", "redis", "minio"):
+        [port] = mocks.inputs[name]["ports"]
+        assert port["ip"] == "127.0.0.1", name
+    assert mocks.inputs["api"]["ports"][0]["internal"] == 9101
