@@ -1,0 +1,183 @@
+"""fetchml-infra: the operator's commands (deploy, rollback, history, status, audit).
+
+Exit codes: 0 done; 1 a check failed (audit chain broken, post-rollback checklist not all green);
+2 refused before anything changed (bad argument, denied or missing image, invalid config);
+3 the deploy failed its health gate and the stack rolled back automatically; 4 the update failed and nothing
+rolled it back (production, or no earlier good image, or the rollback failed too).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from fetchml_infra import audit, health, history, offline, procedure
+from fetchml_infra.gate import current_actor
+from fetchml_infra.stack import audit_log_path
+from fetchml_infra.workspace import OperatorError, Stack, queue_state
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help=__doc__)
+audit_app = typer.Typer(no_args_is_help=True, help="Verify, append to, read and adopt the hash-chained audit log.")
+app.add_typer(audit_app, name="audit")
+console = Console(highlight=False, soft_wrap=True)
+
+StackOpt = Annotated[str, typer.Option("--stack", "-s", help="Stack name, e.g. staging or prod.")]
+LogOpt = Annotated[Path, typer.Option("--log", help="Path of the audit log.")]
+
+
+def say(line: str) -> None:
+    console.print(line, markup=False)
+
+
+def fail(message: str, code: int) -> None:
+    Console(stderr=True, highlight=False).print(f"error: {message}", markup=False)
+    raise typer.Exit(code)
+
+
+def _stack(name: str) -> Stack:
+    offline.apply()
+    return Stack(name)
+
+
+@app.command()
+def deploy(
+    stack: StackOpt,
+    image: Annotated[str, typer.Option(help="Image tag to deploy: sha-<hex>.")],
+    reason: Annotated[str, typer.Option(help="Why; recorded in the audit entry.")] = "",
+    allow_denied: Annotated[bool, typer.Option(help="Deploy a tag that failed its health gate before.")] = False,
+) -> None:
+    """Set the image and run `pulumi up`; on staging a failed health gate rolls back by itself."""
+    try:
+        code = procedure.deploy(_stack(stack), image, reason, allow_denied, say)
+    except OperatorError as exc:
+        fail(str(exc), exc.code)
+    raise typer.Exit(code)
+
+
+@app.command()
+def rollback(
+    stack: StackOpt,
+    reason: Annotated[str, typer.Option(help="Why; recorded in the audit entry (required).")],
+    to: Annotated[Optional[str], typer.Option(help="Target tag; default: the last good image before now.")] = None,  # noqa: UP007
+) -> None:
+    """Image-only rollback: the queue, the artifacts and the audit chain stay as they are."""
+    try:
+        code = procedure.rollback(_stack(stack), to, reason, say)
+    except OperatorError as exc:
+        fail(str(exc), exc.code)
+    raise typer.Exit(code)
+
+
+@app.command("history")
+def show_history(stack: StackOpt, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """One row per update of the stack: time, result, image, action, actor."""
+    try:
+        rows = history.label_actions(_stack(stack).history())
+    except OperatorError as exc:
+        fail(str(exc), exc.code)
+    if as_json:
+        print(json.dumps([r.as_dict() for r in rows], indent=2))
+        return
+    table = Table("time", "result", "image", "action", "actor", title=f"stack {stack}")
+    for r in rows:
+        table.add_row(r.time, r.result, r.image or "-", r.action, r.actor or "-")
+    console.print(table)
+
+
+@app.command()
+def status(stack: StackOpt) -> None:
+    """Deployed image, live health, compliance mode, audit head and length, queue depth."""
+    try:
+        s = _stack(stack)
+        cfg = procedure.load_config(s)
+    except OperatorError as exc:
+        fail(str(exc), exc.code)
+    outputs = s.outputs()
+    required = cfg.compliance_mode if cfg.compliance_mode != "none" else None
+    polled = health.poll(cfg.health_url, expected_version=cfg.image, required_compliance=required, timeout=3)
+    verdict = audit.verify(outputs.get("audit_log", audit_log_path(cfg)))
+    table = Table("", "", title=f"stack {stack}", show_header=False)
+    table.add_row("image (config)", cfg.image)
+    table.add_row("image (deployed)", str(outputs.get("image", "-")))
+    table.add_row("health", f"{polled.verdict.reason} ({cfg.health_url})")
+    table.add_row(
+        "compliance_mode", f"{polled.verdict.compliance_mode or 'not reported'} (config: {cfg.compliance_mode})"
+    )
+    table.add_row("audit", f"{'intact' if verdict.ok else 'BROKEN: ' + verdict.detail}, {verdict.length} entries")
+    table.add_row("audit head", verdict.head)
+    try:
+        queue = queue_state(str(outputs.get("redis_address", "")))
+        table.add_row("queue", ", ".join(f"{k} {n}" for k, n in queue.items()))
+    except Exception as exc:  # status reports, it does not stop
+        table.add_row("queue", f"Redis did not answer: {exc}")
+    console.print(table)
+    raise typer.Exit(0 if polled.verdict.healthy and verdict.ok else 1)
+
+
+@audit_app.command("verify")
+def audit_verify(
+    log: LogOpt,
+    head: Annotated[Optional[str], typer.Option(help="Expected head hash (stack output audit_head).")] = None,  # noqa: UP007
+    length: Annotated[Optional[int], typer.Option(help="Expected length (stack output audit_length).")] = None,  # noqa: UP007
+) -> None:
+    """Exit 0 when the chain is intact; 1 with the first bad line and what is wrong."""
+    verdict = audit.verify(str(log), expected_head=head, expected_length=length, allow_longer=True)
+    if verdict.ok:
+        say(f"ok: {log}: {verdict.length} entries, head {verdict.head}")
+        raise typer.Exit(0)
+    say(f"BROKEN: {log}: line {verdict.first_bad_line}: {verdict.problem}: {verdict.detail}")
+    raise typer.Exit(1)
+
+
+@audit_app.command("append")
+def audit_append(
+    log: LogOpt,
+    action: Annotated[str, typer.Option(help="deploy | rollback")],
+    outcome: Annotated[str, typer.Option(help="success | failure")],
+    from_image: Annotated[str, typer.Option("--from", help="Image rolled back from.")],
+    to_image: Annotated[str, typer.Option("--to", help="Image rolled back to.")],
+    reason: Annotated[str, typer.Option(help="Why.")],
+    stack: StackOpt,
+    actor: Annotated[str, typer.Option(help="Who; default $FETCHML_ACTOR or the OS user.")] = "",
+) -> None:
+    """Append one entry by hand, for an emergency rollback done outside Pulumi (the procedure requires it)."""
+    try:
+        entry = audit.append(
+            str(log),
+            action=action,
+            outcome=outcome,
+            from_image=from_image,
+            to_image=to_image,
+            actor=actor or current_actor(),
+            reason=reason,
+            stack=stack,
+        )
+    except (ValueError, audit.AuditError) as exc:
+        fail(str(exc), 2)
+    say(entry.render())
+
+
+@audit_app.command("tail")
+def audit_tail(log: LogOpt, n: Annotated[int, typer.Option("-n", help="How many entries.")] = 10) -> None:
+    """Print the last N entries."""
+    for entry in audit.tail(str(log), n):
+        say(entry.render())
+
+
+@audit_app.command("adopt")
+def audit_adopt(log: LogOpt, stack: StackOpt, actor: Annotated[str, typer.Option()] = "") -> None:
+    """Chain an existing plain log: its bytes are hashed into a first chained entry."""
+    try:
+        entry = audit.adopt(str(log), actor=actor or current_actor(), stack=stack)
+    except (ValueError, audit.AuditError) as exc:
+        fail(str(exc), 2)
+    say(entry.render())
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,133 @@
+"""The thin edge to the outside world for the CLI: the Pulumi Automation API, the Docker CLI and Redis.
+
+Nothing here decides anything; fetchml_infra.procedure does, over what these functions return.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pulumi import automation as auto
+
+from fetchml_infra import history
+from fetchml_infra.config import PROJECT, StackConfig, parse, split_project_keys
+from fetchml_infra.offline import REPO_ROOT
+
+QUEUE_KEYS = {
+    "pending": ("llen", "fetchml:queue:pending"),
+    "running": ("llen", "fetchml:queue:running"),
+    "failed": ("llen", "fetchml:queue:failed"),
+    "done": ("scard", "fetchml:jobs:done"),
+}
+
+
+def project_home() -> Path:
+    """The Pulumi project the CLI drives: $FETCHML_PROJECT_DIR, else this checkout."""
+    return Path(os.environ.get("FETCHML_PROJECT_DIR") or REPO_ROOT)
+
+
+class OperatorError(Exception):
+    """A refusal with a message for the operator; ``code`` is the CLI's exit code."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class UpResult:
+    ok: bool
+    summary: str
+
+
+class Stack:
+    """One stack of the FetchML project, driven through the Automation API."""
+
+    def __init__(self, name: str, project_dir: Path | None = None) -> None:
+        self.name = name
+        self.project_dir = project_dir or project_home()
+        try:
+            self._stack = auto.select_stack(stack_name=name, work_dir=str(self.project_dir))
+        except auto.errors.StackNotFoundError as exc:
+            raise OperatorError(
+                f"--stack: no stack named '{name}' in {self.project_dir} (create it with `pulumi stack init {name}`)"
+            ) from exc
+
+    def raw_config(self) -> tuple[dict[str, str], frozenset[str]]:
+        config = self._stack.get_all_config()
+        values = split_project_keys({k: v.value for k, v in config.items()})
+        secrets = frozenset(split_project_keys({k: "" for k, v in config.items() if v.secret}))
+        return values, secrets
+
+    def config(self, **overrides: str) -> StackConfig:
+        values, secrets = self.raw_config()
+        values.update(overrides)
+        return parse(self.name, values, secrets)
+
+    def set(self, key: str, value: str) -> None:
+        self._stack.set_config(f"{PROJECT}:{key}", auto.ConfigValue(value=value))
+
+    def unset(self, key: str) -> None:
+        values, _ = self.raw_config()
+        if key in values:
+            self._stack.remove_config(f"{PROJECT}:{key}")
+
+    def up(self, message: str, on_output: Callable[[str], None] = print) -> UpResult:
+        """Run `pulumi up`, streaming Pulumi's own progress; a failed update is a result, not an exception."""
+        try:
+            result = self._stack.up(message=message, on_output=on_output, color="never")
+        except auto.errors.CommandError as exc:
+            return UpResult(False, str(exc))
+        return UpResult(True, str(result.summary.result))
+
+    def preview_events(self, on_event: Callable[[auto.EngineEvent], None]) -> str:
+        result = self._stack.preview(on_event=on_event, diff=True, color="never")
+        return result.stdout
+
+    def history(self) -> list[history.Update]:
+        rows = [
+            {
+                "kind": u.kind,
+                "result": u.result,
+                "startTime": u.start_time.isoformat() if u.start_time else "",
+                "message": u.message,
+                "config": {k: v.value for k, v in (u.config or {}).items()},
+            }
+            for u in self._stack.history()
+        ]
+        return history.parse_history(rows)
+
+    def outputs(self) -> dict[str, Any]:
+        return {k: v.value for k, v in self._stack.outputs().items()}
+
+
+def image_present(image: str) -> bool:
+    """Is ``image`` in the local Docker engine? (Rollback targets are kept locally by the program.)"""
+    docker = shutil.which("docker")
+    if docker is None:
+        raise OperatorError("the docker client is not on PATH; run scripts/bootstrap", code=2)
+    return subprocess.run([docker, "image", "inspect", image], capture_output=True).returncode == 0
+
+
+def pull(image: str) -> tuple[bool, str]:
+    docker = shutil.which("docker") or "docker"
+    done = subprocess.run([docker, "pull", image], capture_output=True, text=True)
+    return done.returncode == 0, (done.stderr or done.stdout).strip()[-300:]
+
+
+def queue_state(address: str) -> Mapping[str, int]:
+    """Pending, running, failed and done job counts from the stack's Redis."""
+    import redis
+
+    host, _, port = address.rpartition(":")
+    client = redis.Redis(host=host.strip("[]"), port=int(port), socket_timeout=3)
+    try:
+        return {name: int(getattr(client, op)(key)) for name, (op, key) in QUEUE_KEYS.items()}
+    finally:
+        client.close()  # type: ignore[no-untyped-call]

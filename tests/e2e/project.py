@@ -1,0 +1,144 @@
+"""A throw-away copy of the real FetchML project on the real engine: its own backend, stack, ports and names.
+
+The program is the repository's own __main__.py; only Pulumi.yaml differs (it names the repository's
+virtualenv by absolute path), so stack config files land in the temp dir, never in the checkout.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+from minio import Minio
+from pulumi import automation as auto
+
+from fetchml_infra import audit
+from fetchml_infra.offline import REPO_ROOT
+from tests import dockerhost
+from tests.providers.scripted_server import free_port
+
+MINIO_USER = "fetchml-e2e-admin"
+MINIO_PASSWORD = "e2e-password-not-secret-here"
+
+
+@dataclass
+class Project:
+    root: Path
+    stack_name: str
+    env: dict[str, str]
+    ports: dict[str, int]
+    stack: auto.Stack = field(init=False)
+
+    @property
+    def prefix(self) -> str:
+        return f"fetchml-{self.stack_name}"  # the program's default namePrefix
+
+    @property
+    def audit_log(self) -> Path:
+        return self.root / ".state" / "audit" / f"{self.stack_name}.audit.log"
+
+    def cli(self, *args: str, on_stack: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run the installed `fetchml-infra` as an operator would (on this stack, unless told otherwise)."""
+        return subprocess.run(
+            ["fetchml-infra", *args, *(["--stack", self.stack_name] if on_stack else [])],
+            cwd=self.root,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+
+    def pulumi(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run the plain `pulumi` CLI: the 3 a.m. path."""
+        return subprocess.run(
+            ["pulumi", *args, "--stack", self.stack_name, "--non-interactive"],
+            cwd=self.root,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+
+    def config(self, key: str) -> str:
+        return str(self.stack.get_config(f"fetchml:{key}").value)
+
+    def outputs(self) -> dict[str, Any]:
+        return {k: v.value for k, v in self.stack.outputs().items()}
+
+    def redis(self) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.ports["redis"], socket_timeout=5)
+
+    def minio(self) -> Minio:
+        return Minio(f"127.0.0.1:{self.ports['minio']}", MINIO_USER, MINIO_PASSWORD, secure=False)
+
+    def data_identities(self) -> dict[str, tuple[str, str]]:
+        """Container ID and start time of Redis and MinIO: equal only if neither was replaced nor restarted."""
+        return {name: dockerhost.identity(f"{self.prefix}-{name}") for name in ("redis", "minio")}
+
+    def volumes(self) -> dict[str, str]:
+        return {
+            name: dockerhost.inspect("volume", f"{self.prefix}-{name}-data")["CreatedAt"]  # type: ignore[index]
+            for name in ("redis", "minio")
+        }
+
+    def chain(self) -> list[audit.Entry]:
+        verdict = audit.verify(str(self.audit_log))
+        assert verdict.ok, f"audit chain broken: {verdict}"
+        return audit.entries(str(self.audit_log))
+
+    def teardown(self) -> None:
+        self.pulumi("state", "unprotect", "--all", "--yes")
+        try:
+            self.stack.destroy(color="never")
+        finally:
+            self.stack.workspace.remove_stack(self.stack_name)
+            names = [f"{self.prefix}-{n}" for n in ("api", "redis", "minio")]
+            names += [f"{self.prefix}-worker-{i}" for i in range(1, 4)]
+            dockerhost.remove("container", *names)
+            dockerhost.remove("volume", f"{self.prefix}-redis-data", f"{self.prefix}-minio-data")
+            dockerhost.remove("network", f"{self.prefix}-net")
+
+
+def make_project(tmp_path: Path, **config: str) -> Project:
+    root = tmp_path / "project"
+    root.mkdir()
+    shutil.copy(REPO_ROOT / "__main__.py", root / "__main__.py")
+    (root / "Pulumi.yaml").write_text(
+        (REPO_ROOT / "Pulumi.yaml").read_text().replace("virtualenv: .venv", f"virtualenv: {REPO_ROOT / '.venv'}")
+    )
+    backend = tmp_path / "backend"
+    backend.mkdir()
+    name = f"e2e-{uuid.uuid4().hex[:8]}"
+    env = {
+        **os.environ,
+        "PULUMI_BACKEND_URL": f"file://{backend}",
+        "FETCHML_PROJECT_DIR": str(root),
+        "FETCHML_ACTOR": "e2e-operator",
+    }
+    ports = {"api": free_port(), "redis": free_port(), "minio": free_port()}
+    project = Project(root, name, env, ports)
+    project.stack = auto.create_stack(
+        name,
+        work_dir=str(root),
+        opts=auto.LocalWorkspaceOptions(env_vars={k: env[k] for k in ("PULUMI_BACKEND_URL", "FETCHML_ACTOR")}),
+    )
+    values = {
+        "environment": "staging",
+        "workerReplicas": "1",
+        "healthTimeoutSeconds": "12",
+        "apiHostPort": str(ports["api"]),
+        "redisHostPort": str(ports["redis"]),
+        "minioHostPort": str(ports["minio"]),
+        **config,
+    }
+    settings = {f"fetchml:{k}": auto.ConfigValue(v) for k, v in values.items()}
+    settings["fetchml:minioRootUser"] = auto.ConfigValue(MINIO_USER, secret=True)
+    settings["fetchml:minioRootPassword"] = auto.ConfigValue(MINIO_PASSWORD, secret=True)
+    project.stack.set_all_config(settings)
+    return project

@@ -1,0 +1,91 @@
+"""The FetchML stack on the real engine and Docker: a change of image replaces only the app containers;
+Redis, MinIO, their volumes and their data never move, and destroy is refused on the protected volumes."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pulumi import automation as auto
+
+from tests import dockerhost
+from tests.e2e.project import Project, make_project
+
+pytestmark = pytest.mark.e2e
+A, B = "sha-1a2b3c4", "sha-5d6e7f8"
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Iterator[Project]:
+    p = make_project(tmp_path, image=A)
+    try:
+        yield p
+    finally:
+        p.teardown()
+
+
+def replaced_in_preview(stack: auto.Stack) -> dict[str, str]:
+    """Resource name -> operation, for every step `pulumi preview` plans that is not 'same'."""
+    steps: dict[str, str] = {}
+
+    def on_event(event: auto.EngineEvent) -> None:
+        pre = event.resource_pre_event
+        if pre is not None and pre.metadata.op not in (auto.OpType.SAME, auto.OpType.READ):
+            steps[pre.metadata.urn.rsplit("::", 1)[1]] = pre.metadata.op.value
+
+    stack.preview(on_event=on_event, diff=True, color="never")
+    return steps
+
+
+def test_image_change_replaces_only_the_app(project: Project) -> None:
+    up = project.stack.up(color="never")
+    assert up.summary.result == "succeeded"
+    r = project.redis()
+    assert r.ping() is True
+    r.set("fetchml:e2e:key", "kept")
+    mc = project.minio()
+    mc.make_bucket("artifacts")
+    mc.put_object("artifacts", "run-1/model.bin", io.BytesIO(b"weights" * 100), 700)
+    identities, volumes = project.data_identities(), project.volumes()
+    api_before = dockerhost.identity(f"{project.prefix}-api")
+
+    project.stack.set_config("fetchml:image", auto.ConfigValue(B))
+    planned = replaced_in_preview(project.stack)
+    replaced = {name for name, op in planned.items() if op in ("replace", "create-replacement", "delete-replaced")}
+    assert replaced == {"api", "worker-1", "api-image", "worker-image"}
+    assert set(planned) - replaced == {"health-gate", "audit-entry"}  # both updated, neither replaced
+
+    second = project.stack.up(color="never")
+    assert second.summary.result == "succeeded"
+    assert second.outputs["image"].value == B
+    assert dockerhost.identity(f"{project.prefix}-api") != api_before
+    assert dockerhost.container(f"{project.prefix}-api")["Config"]["Image"].startswith("sha256:")
+    assert project.data_identities() == identities  # Redis and MinIO neither replaced nor restarted
+    assert project.volumes() == volumes
+    assert project.redis().get("fetchml:e2e:key") == b"kept"
+    assert project.minio().get_object("artifacts", "run-1/model.bin").read() == b"weights" * 100
+    assert [(e.action, e.to_image) for e in project.chain()] == [("deploy", A), ("deploy", B)]
+
+    # Destroy is refused on the protected volumes; the data is still there afterwards.
+    with pytest.raises(auto.errors.CommandError) as refused:
+        project.stack.destroy(color="never")
+    assert "protect" in str(refused.value)
+    for name in ("redis", "minio"):
+        assert dockerhost.inspect("volume", f"{project.prefix}-{name}-data") is not None
+    assert project.audit_log.exists()
+
+
+def test_bad_config_fails_before_any_resource_is_registered(project: Project) -> None:
+    project.stack.set_config("fetchml:image", auto.ConfigValue("latest"))
+    project.stack.set_config("fetchml:minioRootPassword", auto.ConfigValue("plain-text-password"))
+    with pytest.raises(auto.errors.CommandError) as err:
+        project.stack.up(color="never")
+    text = str(err.value)
+    assert "image: expected sha- followed by 7 to 40 lowercase hex digits, saw 'latest'" in text
+    assert "minioRootPassword: expected a secret, saw a plain value" in text
+    assert "plain-text-password" not in text
+    assert dockerhost.inspect("network", f"{project.prefix}-net") is None
+    registered = {r["type"] for r in project.stack.export_stack().deployment.get("resources", [])}
+    assert registered <= {"pulumi:pulumi:Stack"}
