@@ -17,7 +17,9 @@ from typing import Any, TypeVar
 PROJECT = "fetchml"
 IMAGE_TAG = re.compile(r"^sha-[0-9a-f]{7,40}$")
 # A pinned image names a tag (not "latest") or a digest: a data-store image must not move under a volume.
-PINNED_IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/:-]*(:(?!latest$)[A-Za-z0-9_][A-Za-z0-9._-]{0,127}|@sha256:[0-9a-f]{64})$")
+PINNED_IMAGE = re.compile(
+    r"^[a-z0-9][a-z0-9._/:-]*(:(?!latest$)[A-Za-z0-9_][A-Za-z0-9._-]{0,127}|@sha256:[0-9a-f]{64})$"
+)
 REPOSITORY = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
 NAME_PREFIX = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
 ENVIRONMENTS = ("staging", "prod")

@@ -56,7 +56,11 @@ def test_project_namespace_is_stripped_and_other_namespaces_ignored() -> None:
 
 BAD = [
     ("image missing", {"image": None}, "image: required (sha- followed by 7 to 40 lowercase hex digits)"),
-    ("image latest", {"image": "latest"}, "image: expected sha- followed by 7 to 40 lowercase hex digits, saw 'latest'"),
+    (
+        "image latest",
+        {"image": "latest"},
+        "image: expected sha- followed by 7 to 40 lowercase hex digits, saw 'latest'",
+    ),
     ("image short", {"image": "sha-abc12"}, "saw 'sha-abc12'"),
     ("image upper", {"image": "sha-ABCDEF1"}, "saw 'sha-ABCDEF1'"),
     ("image too long", {"image": "sha-" + "a" * 41}, "image: expected sha- followed by 7 to 40"),
