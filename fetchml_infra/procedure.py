@@ -101,11 +101,14 @@ def _record_unrecorded_failure(cfg: StackConfig, actor: str, summary: str) -> No
 
 def _up(stack: Stack, cfg: StackConfig, action: str, actor: str, reason: str, say: Say) -> bool:
     stack.set("image", cfg.image)
+    # The reason belongs to this one update: set for it, then cleared, so a later plain `pulumi up`
+    # is not recorded with a stale reason.
     if reason:
         stack.set("deployReason", reason)
-    else:
+    try:
+        result = stack.up(history.update_message(action, cfg.image, actor, reason), on_output=say)
+    finally:
         stack.unset("deployReason")
-    result = stack.up(history.update_message(action, cfg.image, actor, reason), on_output=say)
     if not result.ok:
         _record_unrecorded_failure(cfg, actor, result.summary)
     return result.ok
