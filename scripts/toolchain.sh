@@ -9,12 +9,23 @@ out=$(toolchain_dir pulumi)
 want="v$PULUMI_PKG_VERSION"
 stamp="$out/.complete"
 
+# Plain scripts from the sdk module that the engine runs beside the CLI: the language host's executor,
+# the Python dynamic-provider host and the Python policy-pack analyzer. The module loses their run bits.
+SDK_SCRIPTS=(cmd/pulumi-language-python-exec dist/pulumi-resource-pulumi-python dist/pulumi-analyzer-policy-python)
+install_sdk_scripts() { # DIR
+  local sdk
+  sdk=$(go mod download -json "github.com/pulumi/pulumi/sdk/v3@v$PULUMI_SDK_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  for s in "${SDK_SCRIPTS[@]}"; do install -m 755 "$sdk/python/$s" "$1/${s#*/}"; done
+}
+
 if [[ -f $stamp ]]; then
+  for s in "${SDK_SCRIPTS[@]}"; do [[ -x $out/${s#*/} ]] || install_sdk_scripts "$out"; done
   say "pulumi $want and pulumi-language-python v$PULUMI_SDK_VERSION: cached in $out"
   exit 0
 fi
 if command -v pulumi >/dev/null && [[ $(pulumi version 2>/dev/null) == "$want" ]] \
-   && command -v pulumi-language-python >/dev/null && command -v pulumi-resource-pulumi-python >/dev/null; then
+   && command -v pulumi-language-python >/dev/null && command -v pulumi-resource-pulumi-python >/dev/null \
+   && command -v pulumi-analyzer-policy-python >/dev/null; then
   say "using the pulumi $want already installed at $(command -v pulumi)"
   exit 0
 fi
@@ -50,11 +61,7 @@ go build -trimpath -o "$out.tmp/pulumi" -ldflags "$cli_ldflags" github.com/pulum
 go build -trimpath -o "$out.tmp/pulumi-language-python" \
   -ldflags "-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$PULUMI_SDK_VERSION" \
   github.com/pulumi/pulumi/sdk/v3/python/cmd/pulumi-language-python
-# The host finds its executor beside itself; dynamic providers are served by pulumi-resource-pulumi-python,
-# found beside the CLI. Both are plain scripts in the sdk module, which loses their run bits.
-sdk=$(go list -m -f '{{.Dir}}' github.com/pulumi/pulumi/sdk/v3)
-install -m 755 "$sdk/python/cmd/pulumi-language-python-exec" "$out.tmp/pulumi-language-python-exec"
-install -m 755 "$sdk/python/dist/pulumi-resource-pulumi-python" "$out.tmp/pulumi-resource-pulumi-python"
+install_sdk_scripts "$out.tmp"
 rm -rf "$out" && mv "$out.tmp" "$out"
 date -u +%FT%TZ >"$stamp"
 say "built: $("$out/pulumi" version) in $out"
