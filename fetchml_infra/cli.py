@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from fetchml_infra import audit, health, history, offline, procedure
+from fetchml_infra import audit, health, history, offline, procedure, review
 from fetchml_infra.gate import current_actor
 from fetchml_infra.stack import audit_log_path
 from fetchml_infra.workspace import OperatorError, Stack, queue_state
@@ -71,6 +71,20 @@ def rollback(
     except OperatorError as exc:
         fail(str(exc), exc.code)
     raise typer.Exit(code)
+
+
+@app.command("preview")
+def show_preview(
+    stack: StackOpt,
+    markdown: Annotated[bool, typer.Option("--markdown", help="Render the pull-request comment.")] = False,
+) -> None:
+    """What `pulumi up` would do: deploy or rollback, what is replaced, whether anything protected moves."""
+    try:
+        summary = procedure.preview(_stack(stack))
+    except OperatorError as exc:
+        fail(str(exc), exc.code)
+    print(review.render(summary, markdown=markdown), end="")
+    raise typer.Exit(1 if summary.touched_protected() or summary.errors or not summary.audit_ok else 0)
 
 
 @app.command("history")

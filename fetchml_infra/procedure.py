@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from fetchml_infra import audit, health, history
+from fetchml_infra import audit, health, history, review
 from fetchml_infra.config import IMAGE_TAG, ConfigError, StackConfig
 from fetchml_infra.gate import current_actor
 from fetchml_infra.stack import audit_log_path
@@ -216,3 +216,29 @@ def post_rollback_checks(stack: Stack, cfg: StackConfig) -> list[Check]:
 def _entries(cfg: StackConfig) -> list[audit.Entry]:
     log = audit_log_path(cfg)
     return audit.entries(log) if Path(log).exists() else []
+
+
+def preview(stack: Stack) -> review.Review:
+    """Everything a reviewer needs about the change the stack config describes, without changing anything."""
+    cfg = load_config(stack)
+    deployed = str(stack.outputs().get("image") or history.NO_IMAGE)
+    if cfg.image == deployed:
+        action = "none"
+    else:
+        action, _ = history.classify(_entries(cfg), cfg.stack, cfg.image)
+    steps, errors = stack.preview_steps()
+    log = audit_log_path(cfg)
+    verdict = audit.verify(log)
+    return review.Review(
+        stack=stack.name,
+        from_image=deployed,
+        to_image=cfg.image,
+        action=action,
+        steps=steps,
+        protected=stack.protected(),
+        images_present={image: image_present(image) for image in (cfg.api_image, cfg.worker_image)},
+        audit_head=verdict.head,
+        audit_length=verdict.length,
+        audit_ok=verdict.ok,
+        errors=errors,
+    )

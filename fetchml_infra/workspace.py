@@ -6,6 +6,7 @@ Nothing here decides anything; fetchml_infra.procedure does, over what these fun
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Callable, Mapping
@@ -15,7 +16,7 @@ from typing import Any
 
 from pulumi import automation as auto
 
-from fetchml_infra import history
+from fetchml_infra import history, review
 from fetchml_infra.config import PROJECT, StackConfig, parse, split_project_keys
 from fetchml_infra.offline import REPO_ROOT
 
@@ -25,6 +26,11 @@ QUEUE_KEYS = {
     "failed": ("llen", "fetchml:queue:failed"),
     "done": ("scard", "fetchml:jobs:done"),
 }
+
+
+PROTECTED_REFUSAL = re.compile(
+    r'unable to (replace|delete) resource "([^"]+)"\s+as it is currently marked for protection'
+)
 
 
 def project_home() -> Path:
@@ -86,9 +92,46 @@ class Stack:
             return UpResult(False, str(exc))
         return UpResult(True, str(result.summary.result))
 
-    def preview_events(self, on_event: Callable[[auto.EngineEvent], None]) -> str:
-        result = self._stack.preview(on_event=on_event, diff=True, color="never")
-        return result.stdout
+    def preview_steps(self, policy_packs: list[str] | None = None) -> tuple[list[review.Step], list[str]]:
+        """The steps `pulumi preview` plans (other than 'same'), and the errors it reported, if it failed."""
+        steps: list[review.Step] = []
+        errors: list[str] = []
+
+        def on_event(event: auto.EngineEvent) -> None:
+            pre = event.resource_pre_event
+            if pre is not None and pre.metadata.op.value not in ("same", "read"):
+                m = pre.metadata
+                was = bool(m.old and m.old.protect)
+                steps.append(
+                    review.Step(
+                        op=m.op.value,
+                        name=m.urn.rsplit("::", 1)[1],
+                        type=m.type,
+                        protected=was or bool(m.new and m.new.protect),
+                        unprotects=was and m.new is not None and not m.new.protect,
+                        diffs=tuple(m.diffs or ()),
+                    )
+                )
+            diag = event.diagnostic_event
+            if diag is not None and diag.severity == "error":
+                errors.append(diag.message.strip())
+                # The engine refuses to plan a step on a protected resource, so it has no pre-event: take
+                # the step from the refusal itself.
+                for op, urn in PROTECTED_REFUSAL.findall(diag.message):
+                    kind = urn.rsplit("::", 2)[-2].rsplit("$", 1)[-1]
+                    steps.append(review.Step(op=op, name=urn.rsplit("::", 1)[1], type=kind, protected=True))
+
+        try:
+            self._stack.preview(on_event=on_event, color="never", policy_packs=policy_packs)
+        except auto.errors.CommandError as exc:
+            if not errors:
+                errors.append(str(exc).strip().splitlines()[-1])
+        return steps, errors
+
+    def protected(self) -> list[str]:
+        """Names of the resources protected in the current state."""
+        resources = (self._stack.export_stack().deployment or {}).get("resources", [])
+        return sorted(r["urn"].rsplit("::", 1)[1] for r in resources if r.get("protect"))
 
     def history(self) -> list[history.Update]:
         rows = [

@@ -1,0 +1,89 @@
+"""What a reviewer needs from `pulumi preview`, in one glance: deploy or rollback, what is replaced, and
+whether anything persistent is touched. Pure: planned steps in, text out. The CLI collects the steps from the
+engine's events (fetchml_infra.cli.preview) and renders them here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+MARKER = "<!-- fetchml-infra-preview -->"
+REPLACING = ("replace", "create-replacement", "delete-replaced")
+CONTAINER = "docker:index/container:Container"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One planned step of the preview: its operation on one resource."""
+
+    op: str
+    name: str
+    type: str
+    protected: bool  # protected before or after the step
+    unprotects: bool = False  # the step turns protect off
+    diffs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Review:
+    stack: str
+    from_image: str
+    to_image: str
+    action: str  # deploy | rollback | none
+    steps: list[Step]
+    protected: list[str]  # names of every protected resource in the current state
+    images_present: dict[str, bool]
+    audit_head: str
+    audit_length: int
+    audit_ok: bool
+    errors: list[str] = field(default_factory=list)
+
+    def replaced(self, type_: str | None = None) -> list[str]:
+        return sorted({s.name for s in self.steps if s.op in REPLACING and (type_ is None or s.type == type_)})
+
+    def updated(self) -> list[str]:
+        return sorted({s.name for s in self.steps if s.op == "update"})
+
+    def created(self) -> list[str]:
+        return sorted({s.name for s in self.steps if s.op == "create"})
+
+    def deleted(self) -> list[str]:
+        return sorted({s.name for s in self.steps if s.op == "delete"})
+
+    def touched_protected(self) -> list[str]:
+        """Protected resources that the plan would replace, delete, or unprotect."""
+        return sorted({s.name for s in self.steps if s.protected and (s.op in (*REPLACING, "delete") or s.unprotects)})
+
+
+def render(review: Review, markdown: bool = False) -> str:
+    """The pull-request comment (markdown) or the terminal summary (plain) of a preview."""
+    r = review
+    b = "**" if markdown else ""
+    lines: list[str] = [MARKER, f"### fetchml-infra preview: stack `{r.stack}`", ""] if markdown else []
+    if r.action == "none":
+        lines.append(f"{b}No change of image{b}: stays on {r.from_image}.")
+    else:
+        lines.append(f"{b}{r.action.capitalize()}{b}: {r.from_image} -> {r.to_image}")
+    replaced_containers = r.replaced(CONTAINER)
+    lines.append(f"- containers to replace: {', '.join(replaced_containers) or 'none'}")
+    others = [n for n in r.replaced() if n not in replaced_containers]
+    if others:
+        lines.append(f"- other resources to replace: {', '.join(others)}")
+    lines.append(f"- resources to update: {', '.join(r.updated()) or 'none'}")
+    if r.created():
+        lines.append(f"- resources to create: {', '.join(r.created())}")
+    if r.deleted():
+        lines.append(f"- resources to delete: {', '.join(r.deleted())}")
+    touched = r.touched_protected()
+    if touched:
+        warning = f"WARNING: protected resources would be replaced, deleted or unprotected: {', '.join(touched)}"
+        lines.append(f"- {'**' + warning + '**' if markdown else warning}")
+    else:
+        lines.append(f"- every protected resource is unchanged ({', '.join(sorted(r.protected)) or 'none yet'})")
+    for image, present in sorted(r.images_present.items()):
+        lines.append(f"- image {image}: {'present locally' if present else 'NOT present locally; it must be pulled'}")
+    chain = "intact" if r.audit_ok else "BROKEN (run `fetchml-infra audit verify`)"
+    lines.append(f"- audit chain {chain}: {r.audit_length} entries, head {r.audit_head[:16] or '-'}")
+    for error in r.errors:
+        lines.append(f"- preview error: {error}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,61 @@
+"""`fetchml-infra preview` on real preview output from the engine: a deploy, a rollback, a no-op, and a
+change that would replace the protected volumes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pulumi import automation as auto
+
+from tests.e2e.project import Project, make_project
+
+pytestmark = pytest.mark.e2e
+A, B = "sha-1a2b3c4", "sha-5d6e7f8"
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Iterator[Project]:
+    p = make_project(tmp_path, image=A)
+    try:
+        yield p
+    finally:
+        p.teardown()
+
+
+def preview(p: Project, code: int = 0) -> str:
+    done = p.cli("preview", "--markdown")
+    assert done.returncode == code, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_preview_tells_deploy_rollback_noop_and_protected_changes(project: Project) -> None:
+    p = project
+    p.stack.up(color="never")
+
+    text = preview(p)
+    assert text.startswith("<!-- fetchml-infra-preview -->")
+    assert f"**No change of image**: stays on {A}." in text
+    assert "- containers to replace: none" in text
+    assert "- every protected resource is unchanged (audit-entry, minio-data, redis-data)" in text
+
+    p.stack.set_config("fetchml:image", auto.ConfigValue(B))
+    text = preview(p)
+    assert f"**Deploy**: {A} -> {B}" in text
+    assert "- containers to replace: api, worker-1" in text
+    assert "- resources to update: audit-entry, health-gate" in text
+    assert f"- image ghcr.io/jfraeysd/fetchml-api:{B}: present locally" in text
+    assert "- every protected resource is unchanged" in text
+
+    p.stack.up(color="never")
+    p.stack.set_config("fetchml:image", auto.ConfigValue(A))
+    text = preview(p)
+    assert f"**Rollback**: {B} -> {A}" in text
+    assert "- audit chain intact: 2 entries" in text
+
+    p.stack.set_config("fetchml:image", auto.ConfigValue(B))
+    p.stack.set_config("fetchml:namePrefix", auto.ConfigValue(f"{p.prefix}-renamed"))
+    text = preview(p, code=1)
+    assert "**WARNING: protected resources would be replaced, deleted or unprotected: redis-data**" in text
+    assert "marked for protection" in text

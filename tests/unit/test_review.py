@@ -1,0 +1,63 @@
+"""The preview summary a reviewer reads: pure rendering of planned steps."""
+
+from __future__ import annotations
+
+from fetchml_infra.review import CONTAINER, MARKER, Review, Step, render
+
+
+def review(steps: list[Step], action: str = "rollback", **extra: object) -> Review:
+    base: dict[str, object] = {
+        "stack": "prod",
+        "from_image": "sha-5d6e7f8",
+        "to_image": "sha-1a2b3c4",
+        "action": action,
+        "steps": steps,
+        "protected": ["audit-entry", "minio-data", "redis-data"],
+        "images_present": {"ghcr.io/jfraeysd/fetchml-api:sha-1a2b3c4": True},
+        "audit_head": "ab" * 32,
+        "audit_length": 7,
+        "audit_ok": True,
+    }
+    base.update(extra)
+    return Review(**base)  # type: ignore[arg-type]
+
+
+APP_CHANGE = [
+    Step("replace", "api", CONTAINER, False),
+    Step("create-replacement", "api", CONTAINER, False),
+    Step("replace", "worker-1", CONTAINER, False),
+    Step("update", "health-gate", "pulumi-python:dynamic/fetchml:HealthGate", False),
+    Step("update", "audit-entry", "pulumi-python:dynamic/fetchml:AuditEntry", True),
+]
+
+
+def test_a_rollback_names_the_move_the_replacements_and_that_nothing_protected_moves() -> None:
+    text = render(review(APP_CHANGE), markdown=True)
+    assert text.startswith(MARKER)
+    assert "**Rollback**: sha-5d6e7f8 -> sha-1a2b3c4" in text
+    assert "- containers to replace: api, worker-1" in text
+    assert "- resources to update: audit-entry, health-gate" in text
+    assert "- every protected resource is unchanged (audit-entry, minio-data, redis-data)" in text
+    assert "- image ghcr.io/jfraeysd/fetchml-api:sha-1a2b3c4: present locally" in text
+    assert "- audit chain intact: 7 entries, head abababababababab" in text
+
+
+def test_touching_a_protected_resource_is_a_loud_warning() -> None:
+    steps = [*APP_CHANGE, Step("replace", "redis-data", "docker:index/volume:Volume", True)]
+    r = review(steps)
+    assert r.touched_protected() == ["redis-data"]
+    assert "**WARNING: protected resources would be replaced, deleted or unprotected: redis-data**" in render(
+        r, markdown=True
+    )
+    unprotect = review([Step("update", "minio-data", "docker:index/volume:Volume", True, unprotects=True)])
+    assert unprotect.touched_protected() == ["minio-data"]
+
+
+def test_plain_text_for_the_terminal_and_the_no_op_case() -> None:
+    text = render(review([], action="none"))
+    assert not text.startswith(MARKER)
+    assert text.splitlines()[0] == "No change of image: stays on sha-5d6e7f8."
+    assert "- containers to replace: none" in text
+    missing = render(review([], images_present={"x:sha-1": False}, audit_ok=False))
+    assert "- image x:sha-1: NOT present locally; it must be pulled" in missing
+    assert "- audit chain BROKEN (run `fetchml-infra audit verify`)" in missing
