@@ -64,4 +64,4 @@ go build -trimpath -o "$out.tmp/pulumi-language-python" \
 install_sdk_scripts "$out.tmp"
 rm -rf "$out" && mv "$out.tmp" "$out"
 date -u +%FT%TZ >"$stamp"
-say "built: $("$out/pulumi" version) in $out"
+say "built: $("$out/pulumi" version) in $out (${SECONDS} s)"
