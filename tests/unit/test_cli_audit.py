@@ -1,0 +1,106 @@
+"""`fetchml-infra audit ...` as an operator runs it (through `python -m fetchml_infra`): exit codes and words."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+
+def audit(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "fetchml_infra", "audit", *args], capture_output=True, text=True)
+
+
+def append(log: Path, to: str, action: str = "rollback") -> subprocess.CompletedProcess[str]:
+    return audit(
+        "append",
+        "--log",
+        str(log),
+        "--action",
+        action,
+        "--outcome",
+        "success",
+        "--from",
+        "sha-5d6e7f8",
+        "--to",
+        to,
+        "--actor",
+        "oncall",
+        "--reason",
+        "emergency-by-hand",
+        "--stack",
+        "prod",
+    )
+
+
+def test_emergency_append_then_verify_then_tail(tmp_path: Path) -> None:
+    log = tmp_path / "prod-audit.log"
+    first = append(log, "sha-1a2b3c4")
+    assert first.returncode == 0, first.stderr
+    assert (
+        " | rollback | success | from=sha-5d6e7f8 | to=sha-1a2b3c4 | actor=oncall | reason=emergency-by-hand"
+        in first.stdout
+    )
+    assert append(log, "sha-0dd0c0d", action="deploy").returncode == 0
+    ok = audit("verify", "--log", str(log))
+    assert ok.returncode == 0 and ok.stdout.startswith(f"ok: {log}: 2 entries, head ")
+    tail = audit("tail", "--log", str(log), "-n", "1")
+    assert tail.stdout.count("\n") == 1 and "to=sha-0dd0c0d" in tail.stdout
+
+
+def test_verify_names_the_first_bad_line_and_exits_1(tmp_path: Path) -> None:
+    log = tmp_path / "prod-audit.log"
+    for tag in ("sha-1a2b3c4", "sha-5d6e7f8", "sha-0dd0c0d"):
+        append(log, tag)
+    log.write_text(log.read_text().replace("to=sha-5d6e7f8", "to=sha-5d6e7f9"))
+    broken = audit("verify", "--log", str(log))
+    assert broken.returncode == 1
+    assert broken.stdout.startswith(f"BROKEN: {log}: line 2: changed")
+
+
+def test_verify_against_the_recorded_head_catches_a_cut_off_tail(tmp_path: Path) -> None:
+    log = tmp_path / "prod-audit.log"
+    for tag in ("sha-1a2b3c4", "sha-5d6e7f8"):
+        append(log, tag)
+    head = log.read_text().splitlines()[-1].rsplit("hash=", 1)[1]
+    log.write_text(log.read_text().splitlines(keepends=True)[0])
+    assert audit("verify", "--log", str(log)).returncode == 0  # alone, a shorter chain looks fine
+    cut = audit("verify", "--log", str(log), "--head", head, "--length", "2")
+    assert cut.returncode == 1 and "truncated" in cut.stdout
+
+
+def test_bad_input_is_refused_with_the_field_named_and_nothing_written(tmp_path: Path) -> None:
+    log = tmp_path / "prod-audit.log"
+    bad = audit(
+        "append",
+        "--log",
+        str(log),
+        "--action",
+        "rollback",
+        "--outcome",
+        "success",
+        "--from",
+        "a | forged",
+        "--to",
+        "sha-1a2b3c4",
+        "--actor",
+        "x",
+        "--reason",
+        "r",
+        "--stack",
+        "prod",
+    )
+    assert bad.returncode == 2
+    assert "from" in bad.stderr and "|" in bad.stderr
+    assert not log.exists() or log.read_text() == ""
+
+
+def test_adopt_a_plain_procedure_log(tmp_path: Path) -> None:
+    log = tmp_path / ".prod-audit.log"
+    log.write_text("2024-01-15T14:30:00Z | rollback | success | from=sha-abc123 | to=sha-def456 | actor=deploy-user\n")
+    adopted = audit("adopt", "--log", str(log), "--stack", "prod", "--actor", "oncall")
+    assert adopted.returncode == 0, adopted.stderr
+    assert " | adopt | success | " in adopted.stdout and "reason=adopted-1-lines-sha256-" in adopted.stdout
+    assert audit("verify", "--log", str(log)).returncode == 0
+    log.write_text(log.read_text().replace("actor=deploy-user", "actor=someone-else"))
+    assert audit("verify", "--log", str(log)).returncode == 1
