@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,7 +37,7 @@ def prod(tmp_path: Path) -> Iterator[Project]:
         p.teardown()
 
 
-def ok(done, code: int = 0) -> str:  # type: ignore[no-untyped-def]
+def ok(done: subprocess.CompletedProcess[str], code: int = 0) -> str:
     assert (
         done.returncode == code
     ), f"exit {done.returncode}, expected {code}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"

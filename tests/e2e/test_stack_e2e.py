@@ -87,5 +87,5 @@ def test_bad_config_fails_before_any_resource_is_registered(project: Project) ->
     assert "minioRootPassword: expected a secret, saw a plain value" in text
     assert "plain-text-password" not in text
     assert dockerhost.inspect("network", f"{project.prefix}-net") is None
-    registered = {r["type"] for r in project.stack.export_stack().deployment.get("resources", [])}
+    registered = {r["type"] for r in (project.stack.export_stack().deployment or {}).get("resources", [])}
     assert registered <= {"pulumi:pulumi:Stack"}

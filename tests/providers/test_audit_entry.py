@@ -22,8 +22,8 @@ def deploy(log: Path, image: str, olds: dict[str, object] | None = None, **extra
     provider = AuditEntryProvider()
     news = props(log, image, **extra)
     if olds is None:
-        return dict(provider.create(news).outs)
-    return dict(provider.update("audit-staging", olds, news).outs)
+        return dict(provider.create(news).outs or {})
+    return dict(provider.update("audit-staging", olds, news).outs or {})
 
 
 def test_first_deploy_appends_one_entry_from_nothing(tmp_path: Path) -> None:

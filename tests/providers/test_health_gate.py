@@ -36,6 +36,7 @@ def test_passes_on_a_healthy_service_and_records_nothing(tmp_path: Path) -> None
     log = tmp_path / "audit.log"
     with serve(Script(ok())) as url:
         result = HealthGateProvider().create(props(url, log))
+    assert result.outs is not None
     assert result.outs["healthy"] is True
     assert result.outs["version"] == "sha-1a2b3c4"
     assert entries(log) == []  # success is AuditEntry's to record, after the gate
@@ -45,6 +46,7 @@ def test_waits_through_a_slow_start(tmp_path: Path) -> None:
     port = free_port()
     with serve(Script(ok()), start_after=1.0, port=port) as url:
         result = HealthGateProvider().create(props(url, tmp_path / "audit.log", timeout=8))
+    assert result.outs is not None
     assert result.outs["healthy"] is True
     assert result.outs["elapsed"] >= 0.9
 
@@ -53,6 +55,7 @@ def test_waits_through_500s_until_200(tmp_path: Path) -> None:
     script = Script(Reply(500, "warming up"), Reply(500, "warming up"), Reply(500, "warming up"), ok())
     with serve(script) as url:
         result = HealthGateProvider().create(props(url, tmp_path / "audit.log", timeout=8))
+    assert result.outs is not None
     assert result.outs["healthy"] is True
     assert script.served == 4
 

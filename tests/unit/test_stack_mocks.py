@@ -32,8 +32,8 @@ class Recorder(pulumi.runtime.Mocks):
             outputs["imageId"] = f"sha256:{args.name}"
         return f"{args.name}-id", outputs
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
-        return {}
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        return {}, None
 
 
 def build(tmp_path: Path, image: str, **extra: str) -> tuple[Recorder, FetchML]:
@@ -54,7 +54,7 @@ def build(tmp_path: Path, image: str, **extra: str) -> tuple[Recorder, FetchML]:
         mocks.options[name] = opts  # the options as the program gave them, which mocks do not pass on
         register(self, t, name, props, opts, *rest)
 
-    pulumi.CustomResource.__init__ = spy  # type: ignore[method-assign]
+    pulumi.CustomResource.__init__ = spy  # type: ignore[method-assign,assignment]
     holder: dict[str, FetchML] = {}
 
     @pulumi.runtime.test
