@@ -1,0 +1,261 @@
+"""The fetchml-safety policy pack (policy/) run by the real engine through the Automation API.
+
+The real FetchML project passes the pack on preview and on `up`; each policy refuses one small violating program
+(or the real program with a violating config) at preview, before anything is created; an `up` is refused too, and
+the refused volume never reaches Docker.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import textwrap
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from pulumi import automation as auto
+
+from fetchml_infra.offline import REPO_ROOT
+from tests import dockerhost
+from tests.conftest import images
+from tests.e2e.project import Project, make_project
+
+pytestmark = pytest.mark.e2e
+
+POLICY_DIR = REPO_ROOT / "policy"
+PACKS = [str(POLICY_DIR)]
+A = images()["STANDIN_TAG_A"]
+PROJECT = "fetchml-policy-test"
+VIOLATION = re.compile(r"^\s*\[(mandatory|advisory)\]\s+fetchml-safety v\S+\s+(\S+) \((\S+): (\S+)\)\s*$", re.M)
+
+PROGRAM_HEADER = """\
+import pulumi
+import pulumi_docker as docker
+
+prefix = pulumi.Config().require("prefix")
+"""
+
+
+@dataclass
+class Scratch:
+    """A small throw-away program on its own file backend; docker object names start with ``prefix``."""
+
+    stack: auto.Stack
+    prefix: str
+    root: Path
+
+
+def violations(output: str) -> list[tuple[str, str, str, str]]:
+    """(enforcement level, policy, resource type, resource name) of every policy violation the CLI printed."""
+    return sorted(VIOLATION.findall(output))
+
+
+def refused_preview(stack: auto.Stack, config: Path | None = None) -> str:
+    """Preview under the pack (with ``config`` as its --policy-pack-config); it must fail because of a policy, and
+    the CLI output is returned."""
+    with pytest.raises(auto.errors.CommandError) as refused:
+        stack.preview(policy_packs=PACKS, policy_pack_configs=[str(config)] if config else None, color="never")
+    output = str(refused.value)
+    assert "Policy Violations:" in output, output
+    assert "Program failed" not in output, output
+    return output
+
+
+def mandatory(policy: str, kind: str, *names: str) -> list[tuple[str, str, str, str]]:
+    return [("mandatory", policy, f"docker:index/{kind}", name) for name in names]
+
+
+def flat(output: str) -> str:
+    """The CLI output with runs of whitespace collapsed, so message text can be matched across indentation."""
+    return " ".join(output.split())
+
+
+@pytest.fixture
+def scratch(tmp_path: Path) -> Iterator[Callable[[str], Scratch]]:
+    made: list[Scratch] = []
+
+    def make(body: str) -> Scratch:
+        prefix = f"policy-{uuid.uuid4().hex[:8]}"
+        root = tmp_path / prefix
+        (root / "backend").mkdir(parents=True)
+        (root / "Pulumi.yaml").write_text(
+            f"name: {PROJECT}\nruntime:\n  name: python\n  options:\n    virtualenv: {REPO_ROOT / '.venv'}\n"
+        )
+        (root / "__main__.py").write_text(PROGRAM_HEADER + textwrap.dedent(body))
+        env = {"PULUMI_BACKEND_URL": f"file://{root / 'backend'}"}
+        stack = auto.create_stack(prefix, work_dir=str(root), opts=auto.LocalWorkspaceOptions(env_vars=env))
+        stack.set_config(f"{PROJECT}:prefix", auto.ConfigValue(prefix))
+        made.append(Scratch(stack, prefix, root))
+        return made[-1]
+
+    yield make
+    for s in made:
+        try:
+            if (s.stack.export_stack().deployment or {}).get("resources"):
+                s.stack.destroy(color="never")
+            s.stack.workspace.remove_stack(s.prefix)
+        finally:
+            dockerhost.remove("container", f"{s.prefix}-redis", f"{s.prefix}-api")
+            dockerhost.remove("volume", f"{s.prefix}-data")
+
+
+@pytest.fixture
+def prod_without_hipaa(tmp_path: Path) -> Iterator[Project]:
+    """The real project on a prod stack without HIPAA, for previews only: nothing is deployed, so removing the
+    stack is the whole clean-up."""
+    p = make_project(tmp_path, image=A, environment="prod", complianceMode="none", autoRollback="false")
+    try:
+        yield p
+    finally:
+        p.stack.workspace.remove_stack(p.stack_name)
+
+
+@pytest.fixture
+def prod(tmp_path: Path) -> Iterator[Project]:
+    p = make_project(tmp_path, image=A, environment="prod", complianceMode="hipaa", autoRollback="false")
+    try:
+        yield p
+    finally:
+        p.teardown()
+
+
+def test_real_project_passes_the_pack_on_preview_and_up(prod: Project) -> None:
+    preview = prod.stack.preview(policy_packs=PACKS, color="never")
+    assert "Policy Packs run:" in preview.stdout and str(POLICY_DIR) in preview.stdout  # the pack really ran
+    assert "Policy Violations" not in preview.stdout
+    assert "can't run policy" not in preview.stdout  # no policy was skipped for want of a known value
+
+    up = prod.stack.up(policy_packs=PACKS, color="never")
+    assert up.summary.result == "succeeded"
+    assert "Policy Violations" not in up.stdout
+    assert "can't run policy" not in up.stdout
+    assert up.outputs["reported_compliance_mode"].value == "hipaa"
+
+
+def test_unprotected_volume_is_refused_at_preview_and_up_and_never_created(scratch) -> None:
+    s = scratch('docker.Volume("data", name=f"{prefix}-data")\n')
+
+    output = refused_preview(s.stack)
+    assert violations(output) == mandatory("persistent-volumes-protected", "volume:Volume", "data")
+    text = flat(output)
+    assert "Docker volumes hold FetchML's queue and artifacts and must be protected." in text
+    assert (
+        f"volume 'data' on stack '{s.prefix}' "
+        f"seen: docker volume '{s.prefix}-data' is registered without protect (protect=False) "
+        "expected: every persistent volume protected (protect=True, and retain_on_delete=True) so that no update, "
+        "rollback or destroy can delete the Redis queue or the MinIO artifacts "
+        "fix: register 'data' with opts=pulumi.ResourceOptions(protect=True, retain_on_delete=True) and run again"
+    ) in text
+
+    with pytest.raises(auto.errors.CommandError) as refused:
+        s.stack.up(policy_packs=PACKS, color="never")
+    assert violations(str(refused.value)) == mandatory("persistent-volumes-protected", "volume:Volume", "data")
+    assert dockerhost.inspect("volume", f"{s.prefix}-data") is None
+    state = (s.stack.export_stack().deployment or {}).get("resources") or []
+    assert not [r for r in state if r["type"] == "docker:index/volume:Volume"]
+
+
+def test_unpinned_images_are_refused(scratch) -> None:
+    s = scratch(
+        """\
+        def image(name, ref):
+            return docker.RemoteImage(name, name=ref, keep_locally=True)
+
+        image("api-latest", "ghcr.io/jfraeysd/fetchml-api:latest")
+        image("worker-untagged", "ghcr.io/jfraeysd/fetchml-worker")
+        image("api-semver", "ghcr.io/jfraeysd/fetchml-api:v1.2.3")
+        image("redis-latest", "fetchml-infra/redis:latest")
+        image("api-pinned", "ghcr.io/jfraeysd/fetchml-api:sha-1a2b3c4")
+        image("redis-pinned", "fetchml-infra/redis:7.0")
+        image("billing", "registry.local:5000/acme/billing-api:v2")
+        """
+    )
+    output = refused_preview(s.stack)
+    refused = ["api-latest", "api-semver", "redis-latest", "worker-untagged"]
+    assert violations(output) == mandatory("app-images-pinned", "remoteImage:RemoteImage", *refused)
+    text = flat(output)
+    assert (
+        f"remote image 'api-latest' on stack '{s.prefix}' "
+        "seen: app image 'ghcr.io/jfraeysd/fetchml-api:latest' uses the moving tag 'latest' "
+        "expected: an app image tagged sha-<7 to 40 lowercase hex digits of the commit>, e.g. "
+        "ghcr.io/jfraeysd/fetchml-api:sha-1a2b3c4, so that a rollback names exactly the image that ran before "
+        f"fix: deploy a commit's image: `fetchml-infra deploy --stack {s.prefix} --image sha-<commit>` "
+        f"(or `pulumi config set image sha-<commit> --stack {s.prefix}`)"
+    ) in text
+    assert (
+        "seen: app image 'ghcr.io/jfraeysd/fetchml-worker' has no tag, so Docker resolves it to the moving tag "
+        "'latest'"
+    ) in text
+    assert "seen: app image 'ghcr.io/jfraeysd/fetchml-api:v1.2.3' uses tag 'v1.2.3'" in text
+    assert (
+        "seen: data-store image 'fetchml-infra/redis:latest' uses the moving tag 'latest' "
+        "expected: an image pinned to a tag other than 'latest' or to a digest, e.g. fetchml-infra/redis:7.0 or "
+        "fetchml-infra/redis@sha256:<64 hex>, so that the image under a persistent volume never moves by itself "
+        "fix: pin it with the key that sets it: "
+        f"`pulumi config set redisImage|minioImage fetchml-infra/redis:<version> --stack {s.prefix}` and run again"
+    ) in text
+
+    # The app repositories come from the policy config: naming billing-api there makes its v2 tag unacceptable.
+    config = s.root / "app-repositories.json"
+    config.write_text(json.dumps({"app-images-pinned": {"appRepositories": ["acme/billing-api", "fetchml-api"]}}))
+    output = refused_preview(s.stack, config)
+    refused = ["api-latest", "api-semver", "billing", "redis-latest", "worker-untagged"]
+    assert violations(output) == mandatory("app-images-pinned", "remoteImage:RemoteImage", *refused)
+    assert "seen: app image 'registry.local:5000/acme/billing-api:v2' uses tag 'v2'" in flat(output)
+
+
+def test_prod_container_without_hipaa_is_refused(prod_without_hipaa: Project) -> None:
+    p = prod_without_hipaa
+    output = refused_preview(p.stack)
+    assert violations(output) == mandatory("prod-hipaa", "container:Container", "api", "worker-1")
+    assert (
+        f"container 'api' on stack '{p.stack_name}' "
+        "seen: FETCHML_ENVIRONMENT=prod with FETCHML_COMPLIANCE_MODE=none "
+        "expected: every prod container runs with FETCHML_COMPLIANCE_MODE=hipaa "
+        f"fix: `pulumi config set complianceMode hipaa --stack {p.stack_name}` (the program sets "
+        "FETCHML_COMPLIANCE_MODE from it) and run again"
+    ) in flat(output)
+    for name in ("api", "worker-1", "redis", "minio"):
+        assert dockerhost.inspect("container", f"{p.prefix}-{name}") is None
+
+
+def test_public_port_is_refused_unless_allowed_by_policy_config(scratch) -> None:
+    s = scratch(
+        """\
+        redis = docker.RemoteImage("redis-image", name="fetchml-infra/redis:7.0", keep_locally=True)
+        docker.Container(
+            "redis",
+            name=f"{prefix}-redis",
+            image=redis.image_id,
+            ports=[
+                docker.ContainerPortArgs(internal=6379, external=16379, ip="0.0.0.0"),
+                docker.ContainerPortArgs(internal=6380, external=16380),
+                docker.ContainerPortArgs(internal=6381, external=16381, ip="127.0.0.1"),
+            ],
+        )
+        """
+    )
+    output = refused_preview(s.stack)
+    assert violations(output) == mandatory("loopback-ports", "container:Container", "redis", "redis")
+    text = flat(output)
+    assert (
+        f"container 'redis' on stack '{s.prefix}' "
+        "seen: container port 6379 published on host port 16379 with ip '0.0.0.0' "
+        "expected: every published port bound to a loopback address (127.0.0.1 or ::1), so FetchML, Redis and MinIO "
+        "are reachable only from this host "
+        f"fix: `pulumi config set bindAddress 127.0.0.1 --stack {s.prefix}` (or set ip='127.0.0.1' on the port); "
+        "if public exposure is intended and reviewed, run with --policy-pack-config FILE, FILE holding "
+        '{"loopback-ports": {"allowPublicBind": true}}'
+    ) in text
+    # No ip means every interface (the provider fills in 0.0.0.0); the loopback port is fine.
+    assert "seen: container port 6380 published on host port 16380" in text
+    assert "port 6381" not in text
+
+    config = s.root / "allow-public-bind.json"
+    config.write_text(json.dumps({"loopback-ports": {"allowPublicBind": True}}))
+    allowed = s.stack.preview(policy_packs=PACKS, policy_pack_configs=[str(config)], color="never")
+    assert "Policy Violations" not in allowed.stdout
+    assert dockerhost.inspect("container", f"{s.prefix}-redis") is None
