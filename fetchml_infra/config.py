@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 PROJECT = "fetchml"
 IMAGE_TAG = re.compile(r"^sha-[0-9a-f]{7,40}$")
@@ -66,6 +66,7 @@ class StackConfig:
     health_timeout_seconds: float
     worker_replicas: int
     bind_address: str
+    allow_public_bind: bool
     api_host_port: int
     redis_host_port: int
     minio_host_port: int
@@ -102,12 +103,21 @@ class _Reader:
         self.values = values
         self.secret_keys = secret_keys
         self.problems: list[str] = []
+        self.known: set[str] = set()  # every key asked for: anything else in the config is a typo
+
+    @overload
+    def get(self, key: str) -> str | None: ...
+    @overload
+    def get(self, key: str, default: str) -> str: ...
+    def get(self, key: str, default: str | None = None) -> str | None:
+        self.known.add(key)
+        return self.values.get(key, default)
 
     def _fail(self, key: str, expected: str, seen: object) -> None:
         self.problems.append(f"{key}: expected {expected}, saw {seen!r}")
 
     def text(self, key: str, default: str | None, pattern: re.Pattern[str], expected: str) -> str:
-        raw = self.values.get(key)
+        raw = self.get(key)
         if raw is None:
             if default is None:
                 self.problems.append(f"{key}: required ({expected}), but it is not set")
@@ -118,13 +128,13 @@ class _Reader:
         return raw
 
     def choice(self, key: str, default: str, choices: tuple[str, ...]) -> str:
-        raw = self.values.get(key, default)
+        raw = self.get(key, default)
         if raw not in choices:
             self._fail(key, "one of " + " | ".join(choices), raw)
         return raw
 
     def boolean(self, key: str, default: bool) -> bool:
-        raw = self.values.get(key)
+        raw = self.get(key)
         if raw is None:
             return default
         if raw.lower() in ("true", "false"):
@@ -133,7 +143,7 @@ class _Reader:
         return default
 
     def number(self, key: str, default: T, cast: Callable[[str], T], low: T, high: T) -> T:
-        raw = self.values.get(key)
+        raw = self.get(key)
         if raw is None:
             return default
         try:
@@ -146,7 +156,7 @@ class _Reader:
         return value
 
     def secret(self, key: str) -> Secret:
-        raw = self.values.get(key)
+        raw = self.get(key)
         if raw is None:
             self.problems.append(
                 f"{key}: required as a secret, but it is not set (`pulumi config set --secret {key} <value>`)"
@@ -163,13 +173,13 @@ class _Reader:
         return Secret(raw)
 
     def free_text(self, key: str, default: str) -> str:
-        raw = self.values.get(key, default)
+        raw = self.get(key, default)
         if FORBIDDEN_IN_TEXT.search(raw) or len(raw) > 200:
             self._fail(key, "up to 200 characters without '|' or line breaks", raw)
         return raw
 
     def address(self, key: str, default: str) -> str:
-        raw = self.values.get(key, default)
+        raw = self.get(key, default)
         try:
             ipaddress.ip_address(raw)
         except ValueError:
@@ -177,7 +187,7 @@ class _Reader:
         return raw
 
     def tag_list(self, key: str) -> tuple[str, ...]:
-        raw = self.values.get(key)
+        raw = self.get(key)
         if raw is None:
             return ()
         try:
@@ -196,10 +206,6 @@ def parse(stack: str, values: Mapping[str, str], secret_keys: frozenset[str] = f
     ``secret_keys`` names the keys Pulumi holds as secrets. Raises ConfigError listing every problem.
     """
     r = _Reader(values, secret_keys)
-    known = set(StackConfigKeys)
-    for key in sorted(values):
-        if key not in known:
-            r.problems.append(f"{key}: not a setting of this program (known: {', '.join(sorted(known))})")
     image = r.text("image", None, IMAGE_TAG, "sha- followed by 7 to 40 lowercase hex digits")
     environment = r.choice("environment", "staging", ENVIRONMENTS)
     compliance = r.choice("complianceMode", "none", COMPLIANCE_MODES)
@@ -220,6 +226,7 @@ def parse(stack: str, values: Mapping[str, str], secret_keys: frozenset[str] = f
         health_timeout_seconds=r.number("healthTimeoutSeconds", 60.0, float, 1.0, 900.0),
         worker_replicas=r.number("workerReplicas", 1, int, 1, 16),
         bind_address=r.address("bindAddress", "127.0.0.1"),
+        allow_public_bind=r.boolean("allowPublicBind", False),
         api_host_port=r.number("apiHostPort", 9101, int, 1, 65535),
         redis_host_port=r.number("redisHostPort", 6379, int, 1, 65535),
         minio_host_port=r.number("minioHostPort", 9000, int, 1, 65535),
@@ -239,39 +246,28 @@ def parse(stack: str, values: Mapping[str, str], secret_keys: frozenset[str] = f
     }
     if len(set(ports.values())) < len(ports):
         r.problems.append(f"apiHostPort, redisHostPort, minioHostPort: expected three different ports, saw {ports}")
+    if not cfg.allow_public_bind and not _loopback(cfg.bind_address):
+        r.problems.append(
+            f"bindAddress: expected a loopback address (127.0.0.1 or ::1), saw {cfg.bind_address!r}; "
+            "publishing FetchML, Redis and MinIO beyond this host needs allowPublicBind: true, reviewed"
+        )
     if image and image in cfg.denied_images:
         r.problems.append(
             f"image: {image} failed its health gate earlier and is listed in deniedImages; deploy it again only "
             f"with `fetchml-infra deploy --stack {stack} --image {image} --allow-denied`"
         )
+    for key in sorted(set(values) - r.known):
+        r.problems.append(f"{key}: not a setting of this program (known: {', '.join(sorted(r.known))})")
     if r.problems:
         raise ConfigError(stack, r.problems)
     return cfg
 
 
-StackConfigKeys = (
-    "image",
-    "apiRepository",
-    "workerRepository",
-    "redisImage",
-    "minioImage",
-    "environment",
-    "complianceMode",
-    "autoRollback",
-    "healthPort",
-    "healthPath",
-    "healthTimeoutSeconds",
-    "workerReplicas",
-    "bindAddress",
-    "apiHostPort",
-    "redisHostPort",
-    "minioHostPort",
-    "auditLog",
-    "namePrefix",
-    "deployReason",
-    "deniedImages",
-    *SECRET_KEYS,
-)
+def _loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return True  # already reported as not an address
 
 
 def split_project_keys(raw: Mapping[str, str], project: str = PROJECT) -> dict[str, str]:

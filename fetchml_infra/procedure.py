@@ -17,7 +17,7 @@ from fetchml_infra import audit, health, history, review
 from fetchml_infra.config import IMAGE_TAG, ConfigError, StackConfig
 from fetchml_infra.gate import current_actor
 from fetchml_infra.stack import audit_log_path
-from fetchml_infra.workspace import OperatorError, Stack, image_present, pull, queue_state
+from fetchml_infra.workspace import OperatorError, Policy, Stack, image_present, pull, queue_state
 
 EXIT_OK = 0
 EXIT_CHECKS_FAILED = 1
@@ -106,7 +106,8 @@ def _up(stack: Stack, cfg: StackConfig, action: str, actor: str, reason: str, sa
     if reason:
         stack.set("deployReason", reason)
     try:
-        result = stack.up(history.update_message(action, cfg.image, actor, reason), on_output=say)
+        message = history.update_message(action, cfg.image, actor, reason)
+        result = stack.up(message, Policy(cfg.allow_public_bind), on_output=say)
     finally:
         stack.unset("deployReason")
     if not result.ok:
@@ -226,7 +227,7 @@ def preview(stack: Stack) -> review.Review:
         action = "none"
     else:
         action, _ = history.classify(_entries(cfg), cfg.stack, cfg.image)
-    steps, errors = stack.preview_steps()
+    steps, errors = stack.preview_steps(Policy(cfg.allow_public_bind))
     log = audit_log_path(cfg)
     verdict = audit.verify(log)
     return review.Review(

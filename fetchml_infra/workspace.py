@@ -5,6 +5,7 @@ Nothing here decides anything; fetchml_infra.procedure does, over what these fun
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -46,6 +47,21 @@ class OperatorError(Exception):
         self.code = code
 
 
+@dataclass(frozen=True)
+class Policy:
+    """The fetchml-safety policy pack (policy/) and its config, run on every CLI preview and up."""
+
+    allow_public_bind: bool
+    pack: Path = REPO_ROOT / "policy"
+
+    def write_config(self) -> str:
+        """The pack's config as the engine takes it: a JSON file (written under .state/)."""
+        config = self.pack.parent / ".state" / "policy-config" / f"allow-public-bind-{self.allow_public_bind}.json"
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text(json.dumps({"loopback-ports": {"allowPublicBind": self.allow_public_bind}}))
+        return str(config)
+
+
 @dataclass
 class UpResult:
     ok: bool
@@ -84,15 +100,21 @@ class Stack:
         if key in values:
             self._stack.remove_config(f"{PROJECT}:{key}")
 
-    def up(self, message: str, on_output: Callable[[str], None] = print) -> UpResult:
-        """Run `pulumi up`, streaming Pulumi's own progress; a failed update is a result, not an exception."""
+    def up(self, message: str, policy: Policy, on_output: Callable[[str], None] = print) -> UpResult:
+        """Run `pulumi up` with the policy pack, streaming Pulumi's own progress; a failed update is a result."""
         try:
-            result = self._stack.up(message=message, on_output=on_output, color="never")
+            result = self._stack.up(
+                message=message,
+                on_output=on_output,
+                color="never",
+                policy_packs=[str(policy.pack)],
+                policy_pack_configs=[policy.write_config()],
+            )
         except auto.errors.CommandError as exc:
             return UpResult(False, str(exc))
         return UpResult(True, str(result.summary.result))
 
-    def preview_steps(self, policy_packs: list[str] | None = None) -> tuple[list[review.Step], list[str]]:
+    def preview_steps(self, policy: Policy) -> tuple[list[review.Step], list[str]]:
         """The steps `pulumi preview` plans (other than 'same'), and the errors it reported, if it failed."""
         steps: list[review.Step] = []
         errors: list[str] = []
@@ -122,7 +144,12 @@ class Stack:
                     steps.append(review.Step(op=op, name=urn.rsplit("::", 1)[1], type=kind, protected=True))
 
         try:
-            self._stack.preview(on_event=on_event, color="never", policy_packs=policy_packs)
+            self._stack.preview(
+                on_event=on_event,
+                color="never",
+                policy_packs=[str(policy.pack)],
+                policy_pack_configs=[policy.write_config()],
+            )
         except auto.errors.CommandError as exc:
             if not errors:
                 errors.append(str(exc).strip().splitlines()[-1])

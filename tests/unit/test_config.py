@@ -114,3 +114,13 @@ def test_every_problem_is_reported_at_once() -> None:
     with pytest.raises(ConfigError) as err:
         parse("staging", good(image="latest", workerReplicas="99", environment="dev"), SECRETS)
     assert [p.split(":")[0] for p in err.value.problems] == ["image", "environment", "workerReplicas"]
+
+
+def test_public_bind_needs_an_explicit_allowance() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse("staging", good(bindAddress="0.0.0.0"), SECRETS)
+    assert "bindAddress: expected a loopback address (127.0.0.1 or ::1), saw '0.0.0.0'" in str(err.value)
+    cfg = parse("staging", good(bindAddress="0.0.0.0", allowPublicBind="true"), SECRETS)
+    assert cfg.allow_public_bind is True
+    assert cfg.health_url == "http://127.0.0.1:9101/health"  # checked from this host all the same
+    assert parse("staging", good(bindAddress="::1"), SECRETS).health_url == "http://[::1]:9101/health"
