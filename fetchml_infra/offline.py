@@ -50,6 +50,7 @@ def toolchain_dirs(env: Mapping[str, str], versions: Mapping[str, str] | None = 
     return {
         "pulumi": root / f"pulumi-v{v['PULUMI_PKG_VERSION']}-lang-python-v{v['PULUMI_SDK_VERSION']}",
         "docker": root / f"pulumi-resource-docker-v{v['DOCKER_PROVIDER_VERSION']}",
+        "actionlint": root / f"actionlint-v{v['ACTIONLINT_VERSION']}",
     }
 
 
@@ -58,7 +59,7 @@ def environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ if base is None else base)
     dirs = toolchain_dirs(env)
     venv_bin = REPO_ROOT / ".venv" / "bin"
-    front = [str(dirs["pulumi"]), str(dirs["docker"]), str(venv_bin)]
+    front = [*(str(d) for d in dirs.values()), str(venv_bin)]
     rest = [p for p in env.get("PATH", "/usr/local/bin:/usr/bin:/bin").split(os.pathsep) if p not in front]
     env["PATH"] = os.pathsep.join(front + rest)
     env.setdefault("PULUMI_BACKEND_URL", f"file://{REPO_ROOT / '.state' / 'backend'}")
