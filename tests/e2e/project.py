@@ -10,6 +10,8 @@ import os
 import shutil
 import subprocess
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,3 +144,13 @@ def make_project(tmp_path: Path, **config: str) -> Project:
     settings["fetchml:minioRootPassword"] = auto.ConfigValue(MINIO_PASSWORD, secret=True)
     project.stack.set_all_config(settings)
     return project
+
+
+@contextmanager
+def throwaway(tmp_path: Path, **config: str) -> Iterator[Project]:
+    """A project stack for one test, torn down afterwards (unprotect, destroy, remove, volumes gone)."""
+    project = make_project(tmp_path, **config)
+    try:
+        yield project
+    finally:
+        project.teardown()

@@ -21,7 +21,7 @@ from pulumi import automation as auto
 from fetchml_infra.offline import REPO_ROOT
 from tests import dockerhost
 from tests.conftest import images
-from tests.e2e.project import Project, make_project
+from tests.e2e.project import Project, make_project, throwaway
 
 pytestmark = pytest.mark.e2e
 
@@ -115,11 +115,8 @@ def prod_without_hipaa(tmp_path: Path) -> Iterator[Project]:
 
 @pytest.fixture
 def prod(tmp_path: Path) -> Iterator[Project]:
-    p = make_project(tmp_path, image=A, environment="prod", complianceMode="hipaa", autoRollback="false")
-    try:
+    with throwaway(tmp_path, image=A, environment="prod", complianceMode="hipaa", autoRollback="false") as p:
         yield p
-    finally:
-        p.teardown()
 
 
 def test_real_project_passes_the_pack_on_preview_and_up(prod: Project) -> None:

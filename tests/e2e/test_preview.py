@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pulumi import automation as auto
 
-from tests.e2e.project import Project, make_project
+from tests.e2e.project import Project, throwaway
 
 pytestmark = pytest.mark.e2e
 A, B = "sha-1a2b3c4", "sha-5d6e7f8"
@@ -18,11 +18,8 @@ A, B = "sha-1a2b3c4", "sha-5d6e7f8"
 
 @pytest.fixture
 def project(tmp_path: Path) -> Iterator[Project]:
-    p = make_project(tmp_path, image=A)
-    try:
+    with throwaway(tmp_path, image=A) as p:
         yield p
-    finally:
-        p.teardown()
 
 
 def preview(p: Project, code: int = 0) -> str:

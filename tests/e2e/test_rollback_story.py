@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.project import Project, make_project
+from tests.e2e.project import Project, throwaway
 
 pytestmark = pytest.mark.e2e
 A, B, BROKEN, CRASH, NONCOMPLIANT = "sha-1a2b3c4", "sha-5d6e7f8", "sha-9c0ffee", "sha-dead001", "sha-0dd0c0d"
@@ -21,20 +21,14 @@ ARTIFACT = b"model-weights-" * 500
 
 @pytest.fixture
 def staging(tmp_path: Path) -> Iterator[Project]:
-    p = make_project(tmp_path, image=A, environment="staging", autoRollback="true")
-    try:
+    with throwaway(tmp_path, image=A, environment="staging", autoRollback="true") as p:
         yield p
-    finally:
-        p.teardown()
 
 
 @pytest.fixture
 def prod(tmp_path: Path) -> Iterator[Project]:
-    p = make_project(tmp_path, image=A, environment="prod", complianceMode="hipaa", autoRollback="false")
-    try:
+    with throwaway(tmp_path, image=A, environment="prod", complianceMode="hipaa", autoRollback="false") as p:
         yield p
-    finally:
-        p.teardown()
 
 
 def ok(done: subprocess.CompletedProcess[str], code: int = 0) -> str:

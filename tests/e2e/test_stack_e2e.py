@@ -11,7 +11,7 @@ import pytest
 from pulumi import automation as auto
 
 from tests import dockerhost
-from tests.e2e.project import Project, make_project
+from tests.e2e.project import Project, throwaway
 
 pytestmark = pytest.mark.e2e
 A, B = "sha-1a2b3c4", "sha-5d6e7f8"
@@ -19,11 +19,8 @@ A, B = "sha-1a2b3c4", "sha-5d6e7f8"
 
 @pytest.fixture
 def project(tmp_path: Path) -> Iterator[Project]:
-    p = make_project(tmp_path, image=A)
-    try:
+    with throwaway(tmp_path, image=A) as p:
         yield p
-    finally:
-        p.teardown()
 
 
 def replaced_in_preview(stack: auto.Stack) -> dict[str, str]:
