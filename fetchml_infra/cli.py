@@ -18,7 +18,6 @@ from rich.table import Table
 
 from fetchml_infra import audit, health, history, offline, procedure, review
 from fetchml_infra.gate import current_actor
-from fetchml_infra.stack import audit_log_path
 from fetchml_infra.workspace import OperatorError, Stack, queue_state
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help=__doc__)
@@ -114,7 +113,7 @@ def status(stack: StackOpt) -> None:
     outputs = s.outputs()
     required = cfg.compliance_mode if cfg.compliance_mode != "none" else None
     polled = health.poll(cfg.health_url, expected_version=cfg.image, required_compliance=required, timeout=3)
-    verdict = audit.verify(outputs.get("audit_log", audit_log_path(cfg)))
+    verdict = audit.verify(outputs.get("audit_log", s.audit_log(cfg)))
     table = Table("", "", title=f"stack {stack}", show_header=False)
     table.add_row("image (config)", cfg.image)
     table.add_row("image (deployed)", str(outputs.get("image", "-")))

@@ -12,6 +12,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar, overload
 
 PROJECT = "fetchml"
@@ -84,6 +85,10 @@ class StackConfig:
     @property
     def worker_image(self) -> str:
         return f"{self.worker_repository}:{self.image}"
+
+    def audit_log_path(self, project_dir: Path) -> str:
+        """Absolute: a relative auditLog is the project's, in whichever directory the CLI or a provider runs."""
+        return str((project_dir / Path(self.audit_log).expanduser()).resolve())
 
     @property
     def health_url(self) -> str:

@@ -67,6 +67,9 @@ def environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
         env.setdefault("PULUMI_CONFIG_PASSPHRASE", DEV_PASSPHRASE)
     env.setdefault("PULUMI_SKIP_UPDATE_CHECK", "true")
     env.setdefault("PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION", "true")
+    # bootstrap pins the CLI to the SDK's version; skipping the Automation API's own `pulumi version` run
+    # takes a process start off every CLI command.
+    env.setdefault("PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK", "true")
     return env
 
 
@@ -89,6 +92,7 @@ _EXPORTED = (
     "PULUMI_CONFIG_PASSPHRASE",
     "PULUMI_SKIP_UPDATE_CHECK",
     "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION",
+    "PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK",
 )
 
 

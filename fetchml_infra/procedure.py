@@ -16,7 +16,6 @@ from pathlib import Path
 from fetchml_infra import audit, health, history, review
 from fetchml_infra.config import IMAGE_TAG, ConfigError, StackConfig
 from fetchml_infra.gate import current_actor
-from fetchml_infra.stack import audit_log_path
 from fetchml_infra.workspace import OperatorError, Policy, Stack, image_present, pull, queue_state
 
 EXIT_OK = 0
@@ -47,7 +46,7 @@ def load_config(stack: Stack, **overrides: str) -> StackConfig:
         raise OperatorError(str(exc)) from exc
 
 
-def preflight(cfg: StackConfig, say: Say) -> None:
+def preflight(cfg: StackConfig, log: str, say: Say) -> None:
     """Before anything changes: the target images exist (or pull), and the audit chain verifies."""
     for image in (cfg.api_image, cfg.worker_image):
         if image_present(image):
@@ -60,7 +59,6 @@ def preflight(cfg: StackConfig, say: Say) -> None:
                 f"Nothing was changed. Build or load it (`docker load`), then run again."
             )
         say(f"  ok  image {image} pulled")
-    log = audit_log_path(cfg)
     if Path(log).exists():
         verdict = audit.verify(log)
         if not verdict.ok:
@@ -74,10 +72,9 @@ def preflight(cfg: StackConfig, say: Say) -> None:
         say(f"  ok  audit chain starts now at {log}")
 
 
-def _record_unrecorded_failure(cfg: StackConfig, actor: str, summary: str) -> None:
+def _record_unrecorded_failure(cfg: StackConfig, log: str, actor: str, summary: str) -> None:
     """An update that failed before its gate ran (say, a container that would not start) left no entry;
     the procedure wants every attempt on record, so write it here."""
-    log = audit_log_path(cfg)
     entries = audit.entries(log) if Path(log).exists() else []
     last = history.last_entry(entries, cfg.stack)
     if last is not None and last.to_image == cfg.image and last.outcome == "failure":
@@ -100,18 +97,16 @@ def _record_unrecorded_failure(cfg: StackConfig, actor: str, summary: str) -> No
 
 
 def _up(stack: Stack, cfg: StackConfig, action: str, actor: str, reason: str, say: Say) -> bool:
-    stack.set("image", cfg.image)
     # The reason belongs to this one update: set for it, then cleared, so a later plain `pulumi up`
     # is not recorded with a stale reason.
-    if reason:
-        stack.set("deployReason", reason)
+    stack.set(image=cfg.image, **({"deployReason": reason} if reason else {}))
     try:
         message = history.update_message(action, cfg.image, actor, reason)
         result = stack.up(message, Policy(cfg.allow_public_bind), on_output=say)
     finally:
         stack.unset("deployReason")
     if not result.ok:
-        _record_unrecorded_failure(cfg, actor, result.summary)
+        _record_unrecorded_failure(cfg, stack.audit_log(cfg), actor, result.summary)
     return result.ok
 
 
@@ -128,10 +123,10 @@ def deploy(stack: Stack, image: str, reason: str, allow_denied: bool, say: Say) 
     cfg = load_config(stack, **overrides)
     actor = current_actor()
     say(f"deploy {image} to stack '{stack.name}' (was {current.image})")
-    preflight(cfg, say)
+    preflight(cfg, stack.audit_log(cfg), say)
     if denied != list(current.denied_images):
-        stack.set("deniedImages", json.dumps(denied))
-    action, _ = history.classify(_entries(cfg), cfg.stack, image)
+        stack.set(deniedImages=json.dumps(denied))
+    action, _ = history.classify(_entries(stack.audit_log(cfg)), cfg.stack, image)
     if _up(stack, cfg, action, actor, reason, say):
         say(f"deployed {image} to '{stack.name}'")
         return EXIT_OK
@@ -146,7 +141,7 @@ def deploy(stack: Stack, image: str, reason: str, allow_denied: bool, say: Say) 
         say(f"deploy of {image} failed and no earlier image ever deployed successfully; nothing to roll back to")
         return EXIT_FAILED
     say(f"deploy of {image} failed its health gate; rolling back to {target} (autoRollback)")
-    stack.set("deniedImages", json.dumps([*denied, image]))
+    stack.set(deniedImages=json.dumps([*denied, image]))
     back = load_config(stack, image=target)
     if not _up(stack, back, "rollback", actor, AUTO_ROLLBACK_REASON, say):
         say(f"automatic rollback to {target} FAILED; stack '{stack.name}' needs an operator now")
@@ -169,9 +164,9 @@ def rollback(stack: Stack, to: str | None, reason: str, say: Say) -> int:
         raise OperatorError(f"--to: {to} is already the deployed image of stack '{stack.name}'")
     cfg = load_config(stack, image=to)
     say(f"rollback stack '{stack.name}' from {current.image} to {to} (reason: {reason})")
-    preflight(cfg, say)
+    preflight(cfg, stack.audit_log(cfg), say)
     if not _up(stack, cfg, "rollback", current_actor(), reason, say):
-        say(f"rollback to {to} failed; the failure is in the audit log {audit_log_path(cfg)}")
+        say(f"rollback to {to} failed; the failure is in the audit log {stack.audit_log(cfg)}")
         return EXIT_FAILED
     checks = post_rollback_checks(stack, cfg)
     say("post-rollback checklist:")
@@ -202,7 +197,7 @@ def post_rollback_checks(stack: Stack, cfg: StackConfig) -> list[Check]:
         checks.append(Check("queue state", True, detail))
     except Exception as exc:  # a check that cannot run is reported, not hidden
         checks.append(Check("queue state", False, f"Redis did not answer: {exc}"))
-    log = audit_log_path(cfg)
+    log = stack.audit_log(cfg)
     verdict = audit.verify(
         log,
         expected_head=outputs.get("audit_head"),
@@ -214,8 +209,7 @@ def post_rollback_checks(stack: Stack, cfg: StackConfig) -> list[Check]:
     return checks
 
 
-def _entries(cfg: StackConfig) -> list[audit.Entry]:
-    log = audit_log_path(cfg)
+def _entries(log: str) -> list[audit.Entry]:
     return audit.entries(log) if Path(log).exists() else []
 
 
@@ -226,9 +220,9 @@ def preview(stack: Stack) -> review.Review:
     if cfg.image == deployed:
         action = "none"
     else:
-        action, _ = history.classify(_entries(cfg), cfg.stack, cfg.image)
+        action, _ = history.classify(_entries(stack.audit_log(cfg)), cfg.stack, cfg.image)
     steps, errors = stack.preview_steps(Policy(cfg.allow_public_bind))
-    log = audit_log_path(cfg)
+    log = stack.audit_log(cfg)
     verdict = audit.verify(log)
     return review.Review(
         stack=stack.name,

@@ -44,11 +44,6 @@ class App:
     workers: list[docker.Container]
 
 
-def audit_log_path(cfg: StackConfig) -> str:
-    """Absolute, so the provider process (whose working directory is not ours) writes the same file."""
-    return str(Path(cfg.audit_log).expanduser().resolve())
-
-
 def check_chain(log: str) -> None:
     """Fail before touching anything when the audit chain is broken (on preview as well as up)."""
     if not Path(log).exists():
@@ -69,7 +64,8 @@ class FetchML(pulumi.ComponentResource):
     def __init__(self, name: str, cfg: StackConfig, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("fetchml:index:FetchML", name, None, opts)
         self.cfg = cfg
-        self.audit_log = audit_log_path(cfg)
+        # Pulumi runs the program in the project directory; the providers get the absolute path.
+        self.audit_log = cfg.audit_log_path(Path.cwd())
         check_chain(self.audit_log)
         self.persistent = self._persistent(cfg)
         self.app = self._app(cfg, self.persistent)

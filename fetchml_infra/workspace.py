@@ -74,6 +74,7 @@ class Stack:
     def __init__(self, name: str, project_dir: Path | None = None) -> None:
         self.name = name
         self.project_dir = project_dir or project_home()
+        self._config: tuple[dict[str, str], frozenset[str]] | None = None
         try:
             self._stack = auto.select_stack(stack_name=name, work_dir=str(self.project_dir))
         except auto.errors.StackNotFoundError as exc:
@@ -82,23 +83,35 @@ class Stack:
             ) from exc
 
     def raw_config(self) -> tuple[dict[str, str], frozenset[str]]:
-        config = self._stack.get_all_config()
-        values = split_project_keys({k: v.value for k, v in config.items()})
-        secrets = frozenset(split_project_keys({k: "" for k, v in config.items() if v.secret}))
-        return values, secrets
+        """This project's keys and which of them are secret; read once, then kept in step with set/unset
+        (each read is a `pulumi` run, and the rollback path is timed)."""
+        if self._config is None:
+            config = self._stack.get_all_config()
+            values = split_project_keys({k: v.value for k, v in config.items()})
+            secrets = frozenset(split_project_keys({k: "" for k, v in config.items() if v.secret}))
+            self._config = (values, secrets)
+        return dict(self._config[0]), self._config[1]
 
     def config(self, **overrides: str) -> StackConfig:
         values, secrets = self.raw_config()
         values.update(overrides)
         return parse(self.name, values, secrets)
 
-    def set(self, key: str, value: str) -> None:
-        self._stack.set_config(f"{PROJECT}:{key}", auto.ConfigValue(value=value))
+    def audit_log(self, cfg: StackConfig) -> str:
+        return cfg.audit_log_path(self.project_dir)
+
+    def set(self, **values: str) -> None:
+        """Set plain (non-secret) keys in one `pulumi config set-all`."""
+        self._stack.set_all_config({f"{PROJECT}:{k}": auto.ConfigValue(value=v) for k, v in values.items()})
+        if self._config is not None:
+            self._config[0].update(values)
 
     def unset(self, key: str) -> None:
         values, _ = self.raw_config()
         if key in values:
             self._stack.remove_config(f"{PROJECT}:{key}")
+            if self._config is not None:
+                self._config[0].pop(key, None)
 
     def up(self, message: str, policy: Policy, on_output: Callable[[str], None] = print) -> UpResult:
         """Run `pulumi up` with the policy pack, streaming Pulumi's own progress; a failed update is a result."""

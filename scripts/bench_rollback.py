@@ -47,16 +47,22 @@ services:
     ports: ["127.0.0.1:{redis_port}:6379"]
   minio:
     image: {minio}
-    environment: [MINIO_ROOT_USER=bench-admin, MINIO_ROOT_PASSWORD=bench-password-123]
+    environment:
+      MINIO_ROOT_USER: bench-admin
+      MINIO_ROOT_PASSWORD: bench-password-123
     volumes: ["bench-minio-data:/data"]
   api:
     image: {api}:${{FETCHML_TAG}}
-    environment: [FETCHML_VERSION=${{FETCHML_TAG}}, FETCHML_REDIS_ADDR=redis:6379]
+    environment:
+      FETCHML_VERSION: "${{FETCHML_TAG}}"
+      FETCHML_REDIS_ADDR: "redis:6379"
     ports: ["127.0.0.1:{api_port}:9101"]
     depends_on: [redis]
   worker:
     image: {worker}:${{FETCHML_TAG}}
-    environment: [FETCHML_VERSION=${{FETCHML_TAG}}, FETCHML_REDIS_ADDR=redis:6379]
+    environment:
+      FETCHML_VERSION: "${{FETCHML_TAG}}"
+      FETCHML_REDIS_ADDR: "redis:6379"
     depends_on: [redis]
 volumes:
   bench-redis-data:
@@ -66,12 +72,13 @@ volumes:
 
 @dataclass
 class Probe:
-    """Polls the API and Redis every 50 ms in a thread; records when each was down."""
+    """Polls the API and Redis every 50 ms in a thread. A sample is (time, API answers healthy (any version),
+    Redis answers PING, API answers healthy on the target version)."""
 
     api_url: str
     redis_port: int
     want: str
-    samples: list[tuple[float, bool, bool]] = field(default_factory=list)
+    samples: list[tuple[float, bool, bool, bool]] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> None:
@@ -80,29 +87,30 @@ class Probe:
             while not self.stop.is_set():
                 try:
                     body = client.get(self.api_url).json()
-                    api_ok = body.get("status") == "ok" and body.get("version") == self.want
+                    api_ok, on_target = body.get("status") == "ok", body.get("version") == self.want
                 except (httpx.HTTPError, ValueError):
-                    api_ok = False
+                    api_ok = on_target = False
                 try:
                     redis_ok = bool(r.ping())
                 except redis.RedisError:
                     redis_ok = False
-                self.samples.append((time.monotonic(), api_ok, redis_ok))
+                self.samples.append((time.monotonic(), api_ok, redis_ok, api_ok and on_target))
                 time.sleep(0.05)
 
     def downtime(self, index: int, start: float) -> float:
         """Seconds after ``start`` during which the probe saw the service down (sum of the down intervals)."""
         total, last = 0.0, start
-        for t, *ok in self.samples:
+        for sample in self.samples:
+            t = sample[0]
             if t < start:
                 continue
-            if not ok[index]:
+            if not sample[index]:
                 total += t - last
             last = t
         return total
 
     def healthy_after(self, start: float) -> float:
-        return next((t - start for t, api_ok, _ in self.samples if t >= start and api_ok), float("nan"))
+        return next((s[0] - start for s in self.samples if s[0] >= start and s[3]), float("nan"))
 
 
 Sample = tuple[float, float, float]  # time to healthy, API down, Redis down (seconds)
@@ -116,7 +124,7 @@ def timed(route: str, roll: list[str], api_port: int, redis_port: int, env: dict
     start = time.monotonic()
     subprocess.run(roll, cwd=REPO_ROOT, env=env, check=True, capture_output=True)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (probe.samples and probe.samples[-1][1]):
+    while time.monotonic() < deadline and not (probe.samples and probe.samples[-1][3]):
         time.sleep(0.05)
     time.sleep(0.5)
     probe.stop.set()
