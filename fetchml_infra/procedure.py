@@ -9,9 +9,10 @@ rollback: find the target in stack history -> check image present -> verify chai
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from fetchml_infra import audit, health, history, review
 from fetchml_infra.config import IMAGE_TAG, ConfigError, StackConfig
@@ -46,8 +47,9 @@ def load_config(stack: Stack, **overrides: str) -> StackConfig:
         raise OperatorError(str(exc)) from exc
 
 
-def preflight(cfg: StackConfig, log: str, say: Say) -> None:
-    """Before anything changes: the target images exist (or pull), and the audit chain verifies."""
+def preflight(cfg: StackConfig, log: str, recorded: Mapping[str, Any], say: Say) -> None:
+    """Before anything changes: the target images exist (or pull), and the audit chain verifies and still
+    reaches the head the last update recorded in the stack outputs (a cut-off or rewritten log is refused)."""
     for image in (cfg.api_image, cfg.worker_image):
         if image_present(image):
             say(f"  ok  image {image} is present locally")
@@ -59,17 +61,18 @@ def preflight(cfg: StackConfig, log: str, say: Say) -> None:
                 f"Nothing was changed. Build or load it (`docker load`), then run again."
             )
         say(f"  ok  image {image} pulled")
-    if Path(log).exists():
-        verdict = audit.verify(log)
-        if not verdict.ok:
-            raise OperatorError(
-                f"audit chain {log} does not verify: line {verdict.first_bad_line}: {verdict.problem}: "
-                f"{verdict.detail}\nNothing was changed. Investigate first: fetchml-infra audit verify --log {log}",
-                code=EXIT_CHECKS_FAILED,
-            )
-        say(f"  ok  audit chain intact ({verdict.length} entries)")
-    else:
-        say(f"  ok  audit chain starts now at {log}")
+    head, length = recorded.get("audit_head"), recorded.get("audit_length")
+    verdict = audit.verify(
+        log, expected_head=head, expected_length=int(length) if length is not None else None, allow_longer=True
+    )
+    if not verdict.ok:
+        raise OperatorError(
+            f"audit chain {log} does not verify: line {verdict.first_bad_line}: {verdict.problem}: "
+            f"{verdict.detail}\nNothing was changed. Investigate first: fetchml-infra audit verify --log {log}"
+            + (f" --head {head} --length {length}" if head else ""),
+            code=EXIT_CHECKS_FAILED,
+        )
+    say(f"  ok  audit chain intact ({verdict.length} entries{', extends the recorded head' if head else ''})")
 
 
 def _record_unrecorded_failure(cfg: StackConfig, log: str, actor: str, summary: str) -> None:
@@ -123,7 +126,7 @@ def deploy(stack: Stack, image: str, reason: str, allow_denied: bool, say: Say) 
     cfg = load_config(stack, **overrides)
     actor = current_actor()
     say(f"deploy {image} to stack '{stack.name}' (was {current.image})")
-    preflight(cfg, stack.audit_log(cfg), say)
+    preflight(cfg, stack.audit_log(cfg), stack.outputs(), say)
     if denied != list(current.denied_images):
         stack.set(deniedImages=json.dumps(denied))
     action, _ = history.classify(_entries(stack.audit_log(cfg)), cfg.stack, image)
@@ -164,7 +167,7 @@ def rollback(stack: Stack, to: str | None, reason: str, say: Say) -> int:
         raise OperatorError(f"--to: {to} is already the deployed image of stack '{stack.name}'")
     cfg = load_config(stack, image=to)
     say(f"rollback stack '{stack.name}' from {current.image} to {to} (reason: {reason})")
-    preflight(cfg, stack.audit_log(cfg), say)
+    preflight(cfg, stack.audit_log(cfg), stack.outputs(), say)
     if not _up(stack, cfg, "rollback", current_actor(), reason, say):
         say(f"rollback to {to} failed; the failure is in the audit log {stack.audit_log(cfg)}")
         return EXIT_FAILED

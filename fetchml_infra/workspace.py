@@ -13,7 +13,7 @@ import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pulumi import automation as auto
 
@@ -32,6 +32,24 @@ QUEUE_KEYS = {
 PROTECTED_REFUSAL = re.compile(
     r'unable to (replace|delete) resource "([^"]+)"\s+as it is currently marked for protection'
 )
+
+
+T = TypeVar("T")
+
+
+def retry_torn_event_log(run: Callable[[], T], attempts: int = 3) -> T:
+    """Run an Automation API preview again when its event-log reader died.
+
+    The 3.61 Automation API tails the engine's event log, and its reader thread dies on a line it catches
+    half-written, which surfaces as "summary event never found"; nothing ran twice, so running again is safe.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return run()
+        except RuntimeError as exc:
+            if "summary event never found" not in str(exc) or attempt == attempts:
+                raise
+    raise AssertionError("unreachable")
 
 
 def project_home() -> Path:
@@ -127,12 +145,31 @@ class Stack:
             return UpResult(False, str(exc))
         return UpResult(True, str(result.summary.result))
 
+    def preview_events(self, policy: Policy) -> tuple[list[auto.EngineEvent], str | None]:
+        """The engine events of one `pulumi preview`, and its error text if it failed."""
+        events: list[auto.EngineEvent] = []
+
+        def run() -> None:
+            events.clear()
+            self._stack.preview(
+                on_event=events.append,
+                color="never",
+                policy_packs=[str(policy.pack)],
+                policy_pack_configs=[policy.write_config()],
+            )
+
+        try:
+            retry_torn_event_log(run)
+        except auto.errors.CommandError as exc:
+            return events, str(exc).strip().splitlines()[-1]
+        return events, None
+
     def preview_steps(self, policy: Policy) -> tuple[list[review.Step], list[str]]:
         """The steps `pulumi preview` plans (other than 'same'), and the errors it reported, if it failed."""
+        events, failure = self.preview_events(policy)
         steps: list[review.Step] = []
         errors: list[str] = []
-
-        def on_event(event: auto.EngineEvent) -> None:
+        for event in events:
             pre = event.resource_pre_event
             if pre is not None and pre.metadata.op.value not in ("same", "read"):
                 m = pre.metadata
@@ -155,17 +192,8 @@ class Stack:
                 for op, urn in PROTECTED_REFUSAL.findall(diag.message):
                     kind = urn.rsplit("::", 2)[-2].rsplit("$", 1)[-1]
                     steps.append(review.Step(op=op, name=urn.rsplit("::", 1)[1], type=kind, protected=True))
-
-        try:
-            self._stack.preview(
-                on_event=on_event,
-                color="never",
-                policy_packs=[str(policy.pack)],
-                policy_pack_configs=[policy.write_config()],
-            )
-        except auto.errors.CommandError as exc:
-            if not errors:
-                errors.append(str(exc).strip().splitlines()[-1])
+        if failure and not errors:
+            errors.append(failure)
         return steps, errors
 
     def protected(self) -> list[str]:

@@ -19,6 +19,7 @@ import pytest
 from pulumi import automation as auto
 
 from fetchml_infra.offline import REPO_ROOT
+from fetchml_infra.workspace import retry_torn_event_log
 from tests import dockerhost
 from tests.conftest import images
 from tests.e2e.project import Project, make_project, throwaway
@@ -57,7 +58,11 @@ def refused_preview(stack: auto.Stack, config: Path | None = None) -> str:
     """Preview under the pack (with ``config`` as its --policy-pack-config); it must fail because of a policy, and
     the CLI output is returned."""
     with pytest.raises(auto.errors.CommandError) as refused:
-        stack.preview(policy_packs=PACKS, policy_pack_configs=[str(config)] if config else None, color="never")
+        retry_torn_event_log(
+            lambda: stack.preview(
+                policy_packs=PACKS, policy_pack_configs=[str(config)] if config else None, color="never"
+            )
+        )
     output = str(refused.value)
     assert "Policy Violations:" in output, output
     assert "Program failed" not in output, output
@@ -120,7 +125,7 @@ def prod(tmp_path: Path) -> Iterator[Project]:
 
 
 def test_real_project_passes_the_pack_on_preview_and_up(prod: Project) -> None:
-    preview = prod.stack.preview(policy_packs=PACKS, color="never")
+    preview = retry_torn_event_log(lambda: prod.stack.preview(policy_packs=PACKS, color="never"))
     assert "Policy Packs run:" in preview.stdout and str(POLICY_DIR) in preview.stdout  # the pack really ran
     assert "Policy Violations" not in preview.stdout
     assert "can't run policy" not in preview.stdout  # no policy was skipped for want of a known value
@@ -253,6 +258,8 @@ def test_public_port_is_refused_unless_allowed_by_policy_config(scratch) -> None
 
     config = s.root / "allow-public-bind.json"
     config.write_text(json.dumps({"loopback-ports": {"allowPublicBind": True}}))
-    allowed = s.stack.preview(policy_packs=PACKS, policy_pack_configs=[str(config)], color="never")
+    allowed = retry_torn_event_log(
+        lambda: s.stack.preview(policy_packs=PACKS, policy_pack_configs=[str(config)], color="never")
+    )
     assert "Policy Violations" not in allowed.stdout
     assert dockerhost.inspect("container", f"{s.prefix}-redis") is None

@@ -129,6 +129,15 @@ def test_staging_story(staging: Project) -> None:
     ]
     assert ok(p.cli("audit", "verify", "--log", str(p.audit_log), on_stack=False)).startswith("ok:")
 
+    # A log whose tail was cut off still verifies on its own; against the head the last update recorded
+    # in the stack outputs it does not, and the CLI refuses before changing anything.
+    whole = p.audit_log.read_bytes()
+    p.audit_log.write_bytes(b"".join(whole.splitlines(keepends=True)[:-1]))
+    out = ok(p.cli("rollback", "--to", A, "--reason", "after-tampering"), code=1)
+    assert "truncated" in out and "Nothing was changed" in out
+    assert p.config("image") == B and p.outputs()["image"] == B
+    p.audit_log.write_bytes(whole)
+
 
 def test_prod_never_rolls_back_by_itself_and_hipaa_is_enforced(prod: Project) -> None:
     p = prod

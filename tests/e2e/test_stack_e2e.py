@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from pulumi import automation as auto
 
+from fetchml_infra.workspace import retry_torn_event_log
 from tests import dockerhost
 from tests.e2e.project import Project, throwaway
 
@@ -25,14 +26,14 @@ def project(tmp_path: Path) -> Iterator[Project]:
 
 def replaced_in_preview(stack: auto.Stack) -> dict[str, str]:
     """Resource name -> operation, for every step `pulumi preview` plans that is not 'same'."""
-    steps: dict[str, str] = {}
+    steps: dict[str, str] = {}  # a retried preview plans the same steps again: the dict absorbs them
 
     def on_event(event: auto.EngineEvent) -> None:
         pre = event.resource_pre_event
         if pre is not None and pre.metadata.op not in (auto.OpType.SAME, auto.OpType.READ):
             steps[pre.metadata.urn.rsplit("::", 1)[1]] = pre.metadata.op.value
 
-    stack.preview(on_event=on_event, diff=True, color="never")
+    retry_torn_event_log(lambda: stack.preview(on_event=on_event, diff=True, color="never"))
     return steps
 
 
