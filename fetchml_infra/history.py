@@ -77,10 +77,6 @@ def rollback_target(updates: Iterable[Update], current_image: str | None) -> str
     return None
 
 
-def succeeded_images(updates: Iterable[Update]) -> set[str]:
-    return {u.image for u in updates if u.succeeded and u.image}
-
-
 class ChainEntry(Protocol):
     """The fields of an audit entry that decide what a change of image is."""
 

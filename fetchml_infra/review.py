@@ -21,7 +21,6 @@ class Step:
     type: str
     protected: bool  # protected before or after the step
     unprotects: bool = False  # the step turns protect off
-    diffs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -181,7 +181,6 @@ class Stack:
                         type=m.type,
                         protected=was or bool(m.new and m.new.protect),
                         unprotects=was and m.new is not None and not m.new.protect,
-                        diffs=tuple(m.diffs or ()),
                     )
                 )
             diag = event.diagnostic_event
