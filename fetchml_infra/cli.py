@@ -21,7 +21,9 @@ from fetchml_infra.gate import current_actor
 from fetchml_infra.workspace import OperatorError, Stack, queue_state
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help=__doc__)
-audit_app = typer.Typer(no_args_is_help=True, help="Verify, append to, read and adopt the hash-chained audit log.")
+audit_app = typer.Typer(
+    no_args_is_help=True, help="Verify, append to, read, adopt and seal the hash-chained audit log."
+)
 app.add_typer(audit_app, name="audit")
 console = Console(highlight=False, soft_wrap=True)
 
@@ -187,6 +189,21 @@ def audit_adopt(log: LogOpt, stack: StackOpt, actor: Annotated[str, typer.Option
     """Chain an existing plain log: its bytes are hashed into a first chained entry."""
     try:
         entry = audit.adopt(str(log), actor=actor or current_actor(), stack=stack)
+    except (ValueError, audit.AuditError) as exc:
+        fail(str(exc), 2)
+    say(entry.render())
+
+
+@audit_app.command("seal")
+def audit_seal(
+    log: LogOpt,
+    stack: StackOpt,
+    actor: Annotated[str, typer.Option(help="Who; default $FETCHML_ACTOR or the OS user.")] = "",
+) -> None:
+    """After a crash left a torn last line: keep its bytes as a line of their own, pinned by a seal entry that
+    continues the chain, so appends work again. Exit 2, nothing written, if that is not the log's only problem."""
+    try:
+        entry = audit.seal(str(log), actor=actor or current_actor(), stack=stack)
     except (ValueError, audit.AuditError) as exc:
         fail(str(exc), 2)
     say(entry.render())

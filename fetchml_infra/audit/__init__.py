@@ -8,7 +8,9 @@ A line (one line on disk)::
 The first seven fields are the rollback procedure's format, in its order. ``hash`` is the sha256 of the
 line's text before `` | hash=``, so it covers ``prev``: the hash of the line before, 64 zeros for the first.
 A plain log from before the chain is adopted: an ``adopt`` entry whose ``prev`` is the sha256 of the plain
-lines above it pins them. The log is never rewritten, truncated or repaired here: damage is reported.
+lines above it pins them. A torn last line (a crash mid-write) blocks appends until it is sealed: a
+newline makes its bytes a line of their own and a ``seal`` entry pins their sha256, the chain going on
+across it. The log is never rewritten, truncated or repaired here: damage is reported.
 
 ``chain`` holds the pure part (entries, verification over bytes); ``logfile`` the file I/O and locking.
 """
@@ -25,7 +27,7 @@ from fetchml_infra.audit.chain import (
     make_entry,
     verify_bytes,
 )
-from fetchml_infra.audit.logfile import LOCK_TIMEOUT, adopt, append, entries, head, tail, verify
+from fetchml_infra.audit.logfile import LOCK_TIMEOUT, adopt, append, entries, head, seal, tail, verify
 
 __all__ = [
     "ACTIONS",
@@ -42,6 +44,7 @@ __all__ = [
     "entries",
     "head",
     "make_entry",
+    "seal",
     "tail",
     "verify",
     "verify_bytes",

@@ -1,6 +1,7 @@
 """The log file: append under an exclusive lock, one write + fsync per entry; read consistent snapshots.
 
-Nothing here rewrites, truncates or repairs the file. Writers serialise on ``<log>.lock`` (filelock,
+Nothing here rewrites, truncates or repairs the file (``seal`` only appends: a newline after a torn last
+line, and the entry that pins it). Writers serialise on ``<log>.lock`` (filelock,
 beside the log); readers take the same lock only for the moment they read the file's size, so they never see
 an append half-done and never hold up a writer while they read.
 """
@@ -23,6 +24,8 @@ from fetchml_infra.audit.chain import (
     _sha,
     is_chained,
     make_entry,
+    seal_pin,
+    seal_reason,
     verify_bytes,
 )
 
@@ -101,6 +104,15 @@ def _last_lines(fd: int, end: int, n: int) -> list[bytes]:
     return lines[-n:] if n > 0 else []
 
 
+def _sealed(lines: list[bytes]) -> set[int]:
+    """Indices of the lines that the line after each pins as sealed (torn bytes, no entry)."""
+    return {
+        i - 1
+        for i, line in enumerate(lines)
+        if i and b"sealed-torn-line-sha256-" in line and seal_pin(line) == _sha(lines[i - 1])
+    }
+
+
 def _parse(path: Path, line: bytes, where: str) -> Entry:
     try:
         return Entry.parse(line.decode())
@@ -128,7 +140,8 @@ def verify(
     """Verify a whole log, given its path (a missing file is an empty log) or its content as bytes.
 
     Reports the first bad line and what is wrong: ``changed``, ``inserted``, ``deleted``, ``reordered``,
-    ``malformed``, or ``partial-last-line`` (a torn write; the complete lines before it still count).
+    ``malformed``, or ``partial-last-line`` (a torn write; the complete lines before it still count). A torn
+    line sealed by ``seal`` verifies, and so does the chain after it: each line counts, the sealed one too.
     ``expected_head``/``expected_length`` are a (head, length) recorded earlier, e.g. in stack outputs: a log
     that no longer reaches that length is ``truncated``; one whose line ``expected_length`` carries another
     hash is ``rewritten``; lines after the recorded head are ``inserted`` unless ``allow_longer``."""
@@ -137,24 +150,46 @@ def verify(
 
 
 def entries(path: PathLike) -> list[Entry]:
-    """Every chained entry, oldest first (an adopted plain prefix is skipped, a torn last line ignored).
+    """Every chained entry, oldest first (an adopted plain prefix and sealed lines are skipped, a torn last
+    line ignored).
 
-    AuditError on a line that does not parse or whose hash is wrong; links are verify's business."""
+    AuditError on a line that does not parse or whose hash is wrong, or a seal entry with no sealed line
+    right above it; links are verify's business."""
     p = Path(path)
     data = _read_all(p)
     lines = data[: data.rfind(b"\n") + 1].split(b"\n")[:-1]
-    start = next((i for i, line in enumerate(lines) if is_chained(line)), len(lines))
-    return [_parse(p, line, f"line {i}") for i, line in enumerate(lines[start:], start + 1)]
+    sealed = _sealed(lines)
+    start = next((i for i, line in enumerate(lines) if is_chained(line) and i not in sealed), len(lines))
+    out = []
+    for i in range(start, len(lines)):
+        if i in sealed:
+            continue
+        entry = _parse(p, lines[i], f"line {i + 1}")
+        if entry.action == "seal" and i - 1 not in sealed:
+            raise AuditError(
+                f"{p} line {i + 1}: expected a seal entry right below the line it seals (sha256 "
+                f"{seal_pin(lines[i])}), but line {i} is not that line. {_verify_hint(p)}"
+            )
+        out.append(entry)
+    return out
 
 
 def tail(path: PathLike, n: int) -> list[Entry]:
     """The last ``n`` chained entries, oldest first; reads only the end of the file."""
     p = Path(path)
+    want = n + 2  # lines to read: one more for each sealed line among them
     with _reading(p) as snap:
-        if snap is None:
+        if snap is None or n <= 0:
             return []
-        lines = _last_lines(snap[0], _complete_end(*snap), n)
-    chained = [line for line in lines if is_chained(line)]
+        end = _complete_end(*snap)
+        while True:
+            lines = _last_lines(snap[0], end, want)
+            sealed = _sealed(lines)
+            chained = [line for i, line in enumerate(lines) if is_chained(line) and i not in sealed]
+            if len(chained) >= n or len(lines) < want:
+                break
+            want *= 2
+    chained = chained[-n:]
     return [_parse(p, line, f"line {i - len(chained)} from the end") for i, line in enumerate(chained)]
 
 
@@ -195,10 +230,10 @@ def _appending(path: Path, lock_timeout: float) -> Iterator[tuple[int, int]]:
                 os.close(dfd)
 
 
-def _write(path: Path, fd: int, entry: Entry) -> None:
-    """One write of the whole line on an O_APPEND fd, then fsync: a crash leaves the line or a torn tail,
-    never a line interleaved with another writer's."""
-    line = (entry.render() + "\n").encode()
+def _write(path: Path, fd: int, entry: Entry, lead: bytes = b"") -> None:
+    """One write of the whole line (after ``lead``) on an O_APPEND fd, then fsync: a crash leaves the line or
+    a torn tail, never a line interleaved with another writer's."""
+    line = lead + (entry.render() + "\n").encode()
     try:
         written = os.write(fd, line)
         os.fsync(fd)
@@ -226,9 +261,14 @@ def append(
 ) -> Entry:
     """Append one entry after the log's last line; returns it once it is fsynced. Creates a missing log.
 
-    AuditError (nothing written) when the last line is torn, plain (adopt first) or not a valid entry;
-    ValueError naming the field when a value is invalid."""
+    AuditError (nothing written) when the last line is torn (seal it first), plain (adopt first) or not a
+    valid entry; ValueError naming the field when a value is invalid."""
     p = Path(path)
+    if action == "seal":
+        raise ValueError(
+            "audit field 'action' must not be 'seal' here: seal entries pin a torn line and only "
+            "seal() (fetchml-infra audit seal) writes them"
+        )
     with _appending(p, lock_timeout) as (fd, size):
         prev = ZERO_HASH
         if size:
@@ -236,7 +276,9 @@ def append(
                 torn = size - _complete_end(fd, size)
                 raise AuditError(
                     f"{p}: expected the log to end with a newline, but its last line is incomplete ({torn} "
-                    f"bytes, probably a write cut off by a crash). Nothing was appended. {_verify_hint(p)}"
+                    f"bytes, probably a write cut off by a crash). Nothing was appended. {_verify_hint(p)}; if "
+                    f"that is the only problem, keep the torn bytes and go on with: fetchml-infra audit seal "
+                    f"--log {p} --stack <stack>"
                 )
             prev = _head_of(p, _last_lines(fd, size, 1)[0])
         entry = make_entry(
@@ -294,3 +336,65 @@ def adopt(
         )
         _write(p, fd, entry)
     return entry
+
+
+def seal(
+    path: PathLike,
+    *,
+    actor: str,
+    stack: str,
+    time: datetime | None = None,
+    lock_timeout: float = LOCK_TIMEOUT,
+) -> Entry:
+    """Go on after a torn last line without losing a byte: when that is the log's only problem, append
+    "\\n" (the torn bytes become a line of their own, kept as they are) and a ``seal`` entry, in one write
+    and fsync. The seal's reason, ``sealed-torn-line-sha256-<hex>``, pins the torn bytes; its prev is the
+    hash of the last chained entry, so the chain goes on across the sealed line and appends work again.
+
+    AuditError (nothing written) when there is no torn last line, or anything else is wrong with the log."""
+    p = Path(path)
+    if not p.exists():
+        raise AuditError(f"{p}: expected a log whose last line is torn, found no file; nothing to seal")
+    with _appending(p, lock_timeout) as (fd, size):
+        data = b"".join(_chunks(fd, size))
+        verdict = verify_bytes(data)
+        if verdict.ok:
+            raise AuditError(
+                f"{p}: expected a torn last line (no newline at the end) to seal, but the log ends with a "
+                f"complete line and verifies ({verdict.length} lines): nothing to seal, appends work as they are"
+            )
+        if verdict.problem != "partial-last-line":
+            raise AuditError(
+                f"{p}: expected a torn last line to be the log's only problem, but verify reports line "
+                f"{verdict.first_bad_line}: {verdict.problem}: {verdict.detail}. Nothing was sealed: that "
+                f"needs investigating, not sealing. {_verify_hint(p)}"
+            )
+        torn = data[data.rfind(b"\n") + 1 :]
+        if verdict.head == ZERO_HASH and len(torn) < len(data):
+            raise AuditError(
+                f"{p}: expected a chained log, but the complete lines above the torn one are plain lines "
+                f"that were never adopted; nothing was sealed"
+            )
+        entry = make_entry(
+            verdict.head,
+            action="seal",
+            outcome="success",
+            from_image="-",
+            to_image="-",
+            actor=actor,
+            reason=seal_reason(torn),
+            stack=stack,
+            time=time,
+        )
+        _write(p, fd, entry, lead=b"\n")  # one write: never the newline without its seal
+    return entry
+
+
+def _chunks(fd: int, size: int) -> Iterator[bytes]:
+    pos = 0
+    while pos < size:
+        block = os.pread(fd, min(size - pos, 1 << 30), pos)
+        if not block:
+            break
+        yield block
+        pos += len(block)

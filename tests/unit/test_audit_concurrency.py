@@ -10,6 +10,7 @@ import time
 from itertools import pairwise
 from multiprocessing.synchronize import Event
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -80,6 +81,7 @@ def _reported(out: str) -> list[str]:
 def test_writer_killed_mid_append_never_loses_a_synced_entry(tmp_path: Path, seed: int) -> None:
     rng = random.Random(seed)
     log, reported, unreported, rounds_with_appends = tmp_path / "audit.log", [], 0, 0
+    kept: list[str] = []  # hashes of the entries written here after sealing a torn line
     for _ in range(30):
         child = subprocess.Popen([sys.executable, "-c", CHILD, str(log)], stdout=subprocess.PIPE, text=True)
         assert child.stdout is not None and child.stdout.readline() == "ready\n"
@@ -93,25 +95,26 @@ def test_writer_killed_mid_append_never_loses_a_synced_entry(tmp_path: Path, see
         v = audit.verify(log)
         if v.problem == "partial-last-line":  # rare with one write per line; must be reported, not hidden
             assert v.first_bad_line == v.length + 1
-            with pytest.raises(audit.AuditError, match="audit verify"):
-                audit.append(
-                    log,
-                    action="deploy",
-                    outcome="success",
-                    from_image="a",
-                    to_image="b",
-                    actor="x",
-                    reason="y",
-                    stack="prod",
-                )
-            log, reported, unreported = tmp_path / f"audit-{len(reported)}.log", [], 0
+            assert v.length - len(reported) - len(kept) in (unreported, unreported + 1)
+            data = log.read_bytes()
+            torn = data[data.rfind(b"\n") + 1 :]
+            note: dict[str, Any] = {"action": "deploy", "outcome": "success", "from_image": "a", "to_image": "b"}
+            with pytest.raises(audit.AuditError, match="audit verify.*audit seal"):
+                audit.append(log, actor="x", reason="y", stack="prod", **note)
+            # The way forward: seal the torn line (every byte kept), then appends work again.
+            seal = audit.seal(log, actor="oncall", stack="prod")
+            kept += [seal.hash, audit.append(log, actor="oncall", reason="after-seal", stack="prod", **note).hash]
+            assert torn + b"\n" + seal.render().encode() + b"\n" in log.read_bytes()
+            v = audit.verify(log)
+            assert v.ok and v.head == kept[-1], v.detail
+            unreported = v.length - len(reported) - len(kept)  # the sealed line counts as a line
             continue
         assert v.ok, v.detail
         # Every reported entry is there; at most one more per kill (written, killed before it was reported).
-        assert v.length - len(reported) in (unreported, unreported + 1)
-        unreported = v.length - len(reported)
+        assert v.length - len(reported) - len(kept) in (unreported, unreported + 1)
+        unreported = v.length - len(reported) - len(kept)
         hashes = {e.hash for e in audit.entries(log)}
-        assert set(reported) <= hashes
+        assert set(reported) | set(kept) <= hashes
     assert rounds_with_appends >= 10, "the children were mostly killed before appending; the test proved little"
 
 
@@ -167,3 +170,22 @@ def test_a_torn_write_is_reported_and_blocks_appends(tmp_path: Path) -> None:
         )
     assert log.stat().st_size == size
     assert audit.entries(log) == made
+
+    # Sealing keeps the torn bytes, continues the chain across them, and lets appends go on.
+    torn = log.read_bytes()[-(len(line) // 2) :]
+    seal = audit.seal(log, actor="oncall", stack="prod")
+    assert (seal.action, seal.prev) == ("seal", made[-1].hash)
+    assert log.read_bytes()[size - len(torn) :] == torn + b"\n" + seal.render().encode() + b"\n"
+    after = audit.append(
+        log,
+        action="rollback",
+        outcome="success",
+        from_image="b19",
+        to_image="b3",
+        actor="x",
+        reason="emergency",
+        stack="prod",
+    )
+    v = audit.verify(log, expected_head=made[-1].hash, expected_length=20, allow_longer=True)
+    assert (v.ok, v.length, v.head) == (True, 23, after.hash), v.detail
+    assert audit.entries(log) == [*made, seal, after]

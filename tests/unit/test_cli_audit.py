@@ -104,3 +104,39 @@ def test_adopt_a_plain_procedure_log(tmp_path: Path) -> None:
     assert audit("verify", "--log", str(log)).returncode == 0
     log.write_text(log.read_text().replace("actor=deploy-user", "actor=someone-else"))
     assert audit("verify", "--log", str(log)).returncode == 1
+
+
+def test_seal_a_torn_line_so_the_emergency_entry_can_be_written(tmp_path: Path) -> None:
+    log = tmp_path / "prod-audit.log"
+    assert append(log, "sha-1a2b3c4").returncode == 0
+    with open(log, "ab") as f:  # a crash half-way through the next write
+        f.write(b"2024-01-15T14:30:00Z | rollback | success | from=sha-1a2b3c4 | to=sha-5d")
+    before = log.read_bytes()
+    refused = append(log, "sha-0dd0c0d")
+    assert refused.returncode == 2 and "audit seal --log" in " ".join(refused.stderr.split())
+    assert audit("verify", "--log", str(log)).stdout.startswith(f"BROKEN: {log}: line 2: partial-last-line")
+
+    sealed = audit("seal", "--log", str(log), "--stack", "prod", "--actor", "oncall")
+    assert sealed.returncode == 0, sealed.stderr
+    assert " | seal | success | from=- | to=- | actor=oncall | reason=sealed-torn-line-sha256-" in sealed.stdout
+    assert log.read_bytes() == before + b"\n" + sealed.stdout.encode()  # the torn bytes kept, then the seal
+    assert audit("verify", "--log", str(log)).stdout.startswith(f"ok: {log}: 3 entries, head ")
+    assert append(log, "sha-0dd0c0d").returncode == 0
+    assert audit("verify", "--log", str(log)).returncode == 0
+    tail = audit("tail", "--log", str(log), "-n", "2")
+    assert " | seal | " in tail.stdout.splitlines()[0] and "to=sha-0dd0c0d" in tail.stdout.splitlines()[1]
+
+    again = audit("seal", "--log", str(log), "--stack", "prod")
+    assert again.returncode == 2 and "nothing to seal" in " ".join(again.stderr.split())
+
+
+def test_seal_refuses_a_log_with_another_problem(tmp_path: Path) -> None:
+    log = tmp_path / "prod-audit.log"
+    for tag in ("sha-1a2b3c4", "sha-5d6e7f8"):
+        append(log, tag)
+    log.write_text(log.read_text().replace("to=sha-1a2b3c4", "to=sha-1a2b3c5") + "2024-01-15T14:30:00Z | roll")
+    before = log.read_bytes()
+    refused = audit("seal", "--log", str(log), "--stack", "prod")
+    said = " ".join(refused.stderr.split())  # the error is wrapped to the terminal's width
+    assert refused.returncode == 2 and "line 1: changed" in said and "Nothing was sealed" in said
+    assert log.read_bytes() == before
