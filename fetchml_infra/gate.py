@@ -35,18 +35,30 @@ def current_actor(env: dict[str, str] | None = None) -> str:
     return actor
 
 
-def _record(props: dict[str, Any], outcome: str, reason: str) -> audit.Entry:
-    log = props["audit_log"]
-    action, from_image = history.classify(audit.entries(log), props["stack"], props["image"])
+def record_move(log: str, *, stack: str, image: str, actor: str, outcome: str, reason: str) -> audit.Entry:
+    """Append the entry for moving ``stack`` to ``image``: deploy or rollback, and from what, as the chain
+    says (fetchml_infra.history.classify)."""
+    action, from_image = history.classify(audit.entries(log), stack, image)
     return audit.append(
         log,
         action=action,
         outcome=outcome,
         from_image=from_image,
-        to_image=props["image"],
-        actor=props["actor"],
+        to_image=image,
+        actor=actor,
         reason=reason,
+        stack=stack,
+    )
+
+
+def _record(props: dict[str, Any], outcome: str, reason: str) -> audit.Entry:
+    return record_move(
+        props["audit_log"],
         stack=props["stack"],
+        image=props["image"],
+        actor=props["actor"],
+        outcome=outcome,
+        reason=reason,
     )
 
 
@@ -138,14 +150,7 @@ class AuditEntryProvider(ResourceProvider):
     def _append(self, props: dict[str, Any], olds: dict[str, Any] | None) -> dict[str, Any]:
         log = props["audit_log"]
         expected = (olds["head"], int(olds["length"])) if olds and olds.get("head") else (None, None)
-        verdict = audit.verify(log, expected_head=expected[0], expected_length=expected[1], allow_longer=True)
-        if not verdict.ok:
-            raise Exception(
-                f"audit chain {log} does not verify: line {verdict.first_bad_line}: {verdict.problem}: "
-                f"{verdict.detail}\nNothing was recorded. Investigate before any rollback "
-                f"(the procedure: anomalies in the audit log are investigated, not rolled back over):\n"
-                f"  fetchml-infra audit verify --log {log}"
-            )
+        audit.require_intact(log, *expected, consequence="Nothing was recorded.")
         entry = _record(props, "success", props["reason"] or "-")
         head, length = audit.head(log)
         return {**props, "entry": entry.render(), "action": entry.action, "head": head, "length": length}

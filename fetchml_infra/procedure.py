@@ -11,12 +11,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from fetchml_infra import audit, health, history, review
 from fetchml_infra.config import IMAGE_TAG, ConfigError, StackConfig
-from fetchml_infra.gate import current_actor
+from fetchml_infra.gate import current_actor, record_move
 from fetchml_infra.workspace import OperatorError, Policy, Stack, image_present, pull, queue_state
 
 EXIT_OK = 0
@@ -61,41 +60,34 @@ def preflight(cfg: StackConfig, log: str, recorded: Mapping[str, Any], say: Say)
                 f"Nothing was changed. Build or load it (`docker load`), then run again."
             )
         say(f"  ok  image {image} pulled")
-    head, length = recorded.get("audit_head"), recorded.get("audit_length")
-    verdict = audit.verify(
-        log, expected_head=head, expected_length=int(length) if length is not None else None, allow_longer=True
-    )
-    if not verdict.ok:
-        raise OperatorError(
-            f"audit chain {log} does not verify: line {verdict.first_bad_line}: {verdict.problem}: "
-            f"{verdict.detail}\nNothing was changed. Investigate first: fetchml-infra audit verify --log {log}"
-            + (f" --head {head} --length {length}" if head else ""),
-            code=EXIT_CHECKS_FAILED,
-        )
+    head, length = recorded_head(recorded)
+    try:
+        verdict = audit.require_intact(log, head, length)
+    except audit.AuditError as exc:
+        raise OperatorError(str(exc), code=EXIT_CHECKS_FAILED) from exc
     say(f"  ok  audit chain intact ({verdict.length} entries{', extends the recorded head' if head else ''})")
+
+
+def recorded_head(outputs: Mapping[str, Any]) -> tuple[str | None, int | None]:
+    """The chain head and length the last update recorded in the stack outputs (none before the first)."""
+    length = outputs.get("audit_length")
+    return outputs.get("audit_head"), int(length) if length is not None else None
 
 
 def _record_unrecorded_failure(cfg: StackConfig, log: str, actor: str, summary: str) -> None:
     """An update that failed before its gate ran (say, a container that would not start) left no entry;
     the procedure wants every attempt on record, so write it here."""
-    entries = audit.entries(log) if Path(log).exists() else []
-    last = history.last_entry(entries, cfg.stack)
-    if last is not None and last.to_image == cfg.image and last.outcome == "failure":
-        return  # the gate recorded it
-    if last is not None and last.to_image == cfg.image and last.outcome == "success":
-        return  # the image change itself went through; something else failed
-    action, from_image = history.classify(entries, cfg.stack, cfg.image)
+    last = history.last_entry(audit.entries(log), cfg.stack)
+    if last is not None and last.to_image == cfg.image:
+        return  # the gate recorded the failure, or the image change went through and something else failed
     first_line = summary.strip().splitlines()[-1] if summary.strip() else "update failed"
-    reason = audit.clean_value("update-failed: " + first_line)[:200]
-    audit.append(
+    record_move(
         log,
-        action=action,
-        outcome="failure",
-        from_image=from_image,
-        to_image=cfg.image,
-        actor=actor,
-        reason=reason,
         stack=cfg.stack,
+        image=cfg.image,
+        actor=actor,
+        outcome="failure",
+        reason=audit.clean_value("update-failed: " + first_line)[:200],
     )
 
 
@@ -129,7 +121,7 @@ def deploy(stack: Stack, image: str, reason: str, allow_denied: bool, say: Say) 
     preflight(cfg, stack.audit_log(cfg), stack.outputs(), say)
     if denied != list(current.denied_images):
         stack.set(deniedImages=json.dumps(denied))
-    action, _ = history.classify(_entries(stack.audit_log(cfg)), cfg.stack, image)
+    action, _ = history.classify(audit.entries(stack.audit_log(cfg)), cfg.stack, image)
     if _up(stack, cfg, action, actor, reason, say):
         say(f"deployed {image} to '{stack.name}'")
         return EXIT_OK
@@ -201,19 +193,10 @@ def post_rollback_checks(stack: Stack, cfg: StackConfig) -> list[Check]:
     except Exception as exc:  # a check that cannot run is reported, not hidden
         checks.append(Check("queue state", False, f"Redis did not answer: {exc}"))
     log = stack.audit_log(cfg)
-    verdict = audit.verify(
-        log,
-        expected_head=outputs.get("audit_head"),
-        expected_length=int(outputs["audit_length"]) if outputs.get("audit_length") is not None else None,
-        allow_longer=True,
-    )
+    verdict = audit.verify(log, *recorded_head(outputs), allow_longer=True)
     detail = f"{verdict.length} entries, head {verdict.head[:12]}" if verdict.ok else verdict.detail
     checks.append(Check("audit chain", verdict.ok, detail))
     return checks
-
-
-def _entries(log: str) -> list[audit.Entry]:
-    return audit.entries(log) if Path(log).exists() else []
 
 
 def preview(stack: Stack) -> review.Review:
@@ -223,7 +206,7 @@ def preview(stack: Stack) -> review.Review:
     if cfg.image == deployed:
         action = "none"
     else:
-        action, _ = history.classify(_entries(stack.audit_log(cfg)), cfg.stack, cfg.image)
+        action, _ = history.classify(audit.entries(stack.audit_log(cfg)), cfg.stack, cfg.image)
     steps, errors = stack.preview_steps(Policy(cfg.allow_public_bind))
     log = stack.audit_log(cfg)
     verdict = audit.verify(log)

@@ -44,18 +44,6 @@ class App:
     workers: list[docker.Container]
 
 
-def check_chain(log: str) -> None:
-    """Fail before touching anything when the audit chain is broken (on preview as well as up)."""
-    if not Path(log).exists():
-        return
-    verdict = audit.verify(log)
-    if not verdict.ok:
-        raise audit.AuditError(
-            f"audit chain {log} does not verify: line {verdict.first_bad_line}: {verdict.problem}: "
-            f"{verdict.detail}\nNothing was changed. Investigate first: fetchml-infra audit verify --log {log}"
-        )
-
-
 def rollback_command(cfg: StackConfig) -> str:
     return f"fetchml-infra rollback --stack {cfg.stack} --reason health-check-failure"
 
@@ -66,7 +54,7 @@ class FetchML(pulumi.ComponentResource):
         self.cfg = cfg
         # Pulumi runs the program in the project directory; the providers get the absolute path.
         self.audit_log = cfg.audit_log_path(Path.cwd())
-        check_chain(self.audit_log)
+        audit.require_intact(self.audit_log)  # fail before touching anything, on preview as well as up
         self.persistent = self._persistent(cfg)
         self.app = self._app(cfg, self.persistent)
         actor = current_actor()

@@ -27,7 +27,17 @@ from fetchml_infra.audit.chain import (
     make_entry,
     verify_bytes,
 )
-from fetchml_infra.audit.logfile import LOCK_TIMEOUT, adopt, append, entries, head, seal, tail, verify
+from fetchml_infra.audit.logfile import (
+    LOCK_TIMEOUT,
+    adopt,
+    append,
+    entries,
+    head,
+    require_intact,
+    seal,
+    tail,
+    verify,
+)
 
 __all__ = [
     "ACTIONS",
@@ -44,6 +54,7 @@ __all__ = [
     "entries",
     "head",
     "make_entry",
+    "require_intact",
     "seal",
     "tail",
     "verify",

@@ -149,6 +149,26 @@ def verify(
     return verify_bytes(data, expected_head, expected_length, allow_longer=allow_longer)
 
 
+def require_intact(
+    path: PathLike,
+    expected_head: str | None = None,
+    expected_length: int | None = None,
+    *,
+    consequence: str = "Nothing was changed.",
+) -> Verdict:
+    """verify, for callers about to act on the chain: AuditError when it is broken or no longer reaches the
+    recorded head, saying the first bad line, what ``consequence`` that had, and the command to investigate."""
+    verdict = verify(path, expected_head, expected_length, allow_longer=True)
+    if not verdict.ok:
+        recorded = f" --head {expected_head} --length {expected_length}" if expected_head else ""
+        raise AuditError(
+            f"audit chain {path} does not verify: line {verdict.first_bad_line}: {verdict.problem}: "
+            f"{verdict.detail}\n{consequence} Investigate first (anomalies in the audit log are investigated, "
+            f"not rolled back over): fetchml-infra audit verify --log {path}{recorded}"
+        )
+    return verdict
+
+
 def entries(path: PathLike) -> list[Entry]:
     """Every chained entry, oldest first (an adopted plain prefix and sealed lines are skipped, a torn last
     line ignored).
