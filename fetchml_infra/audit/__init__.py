@@ -12,7 +12,8 @@ lines above it pins them. A torn last line (a crash mid-write) blocks appends un
 newline makes its bytes a line of their own and a ``seal`` entry pins their sha256, the chain going on
 across it. The log is never rewritten, truncated or repaired here: damage is reported.
 
-``chain`` holds the pure part (entries, verification over bytes); ``logfile`` the file I/O and locking.
+``chain`` holds the pure part (entries, verification over bytes); ``logfile`` the file I/O and locking;
+``writable`` the check, run before a deploy changes anything, that an append could succeed.
 """
 
 from fetchml_infra.audit.chain import (
@@ -38,9 +39,11 @@ from fetchml_infra.audit.logfile import (
     tail,
     verify,
 )
+from fetchml_infra.audit.writable import FREE_SPACE_MARGIN, require_appendable
 
 __all__ = [
     "ACTIONS",
+    "FREE_SPACE_MARGIN",
     "LOCK_TIMEOUT",
     "OUTCOMES",
     "ZERO_HASH",
@@ -54,6 +57,7 @@ __all__ = [
     "entries",
     "head",
     "make_entry",
+    "require_appendable",
     "require_intact",
     "seal",
     "tail",
