@@ -10,14 +10,14 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pulumi import automation as auto
 
-from fetchml_infra import history, review
+from fetchml_infra import engine, history, review
 from fetchml_infra.config import PROJECT, StackConfig, parse, split_project_keys
 from fetchml_infra.offline import REPO_ROOT
 
@@ -72,18 +72,15 @@ class Policy:
     allow_public_bind: bool
     pack: Path = REPO_ROOT / "policy"
 
+    def args(self) -> list[str]:
+        return ["--policy-pack", str(self.pack), "--policy-pack-config", self.write_config()]
+
     def write_config(self) -> str:
         """The pack's config as the engine takes it: a JSON file (written under .state/)."""
         config = self.pack.parent / ".state" / "policy-config" / f"allow-public-bind-{self.allow_public_bind}.json"
         config.parent.mkdir(parents=True, exist_ok=True)
         config.write_text(json.dumps({"loopback-ports": {"allowPublicBind": self.allow_public_bind}}))
         return str(config)
-
-
-@dataclass
-class UpResult:
-    ok: bool
-    summary: str
 
 
 class Stack:
@@ -131,38 +128,37 @@ class Stack:
             if self._config is not None:
                 self._config[0].pop(key, None)
 
-    def up(self, message: str, policy: Policy, on_output: Callable[[str], None] = print) -> UpResult:
-        """Run `pulumi up` with the policy pack, streaming Pulumi's own progress; a failed update is a result."""
-        try:
-            result = self._stack.up(
-                message=message,
-                on_output=on_output,
-                color="never",
-                policy_packs=[str(policy.pack)],
-                policy_pack_configs=[policy.write_config()],
-            )
-        except auto.errors.CommandError as exc:
-            return UpResult(False, str(exc))
-        return UpResult(True, str(result.summary.result))
+    def run(self, args: list[str], on_output: Callable[[str], None] = print) -> engine.Run:
+        """One engine run of this stack (up, preview, refresh), with its structured events."""
+        return engine.run(args, stack=self.name, cwd=self.project_dir, on_output=on_output)
+
+    def up(
+        self, message: str, policy: Policy, on_output: Callable[[str], None] = print, replace: Sequence[str] = ()
+    ) -> engine.Run:
+        """`pulumi up` with the policy pack, streaming Pulumi's own progress; a failed update is a result.
+        ``replace``: URNs to replace even if unchanged (recover: containers the state names but Docker lost)."""
+        forced = [arg for urn in replace for arg in ("--replace", urn)]
+        return self.run(["up", "--yes", "--skip-preview", "--message", message, *policy.args(), *forced], on_output)
+
+    def refresh(self, on_output: Callable[[str], None] = print) -> engine.Run:
+        return self.run(["refresh", "--yes", "--skip-preview"], on_output)
+
+    def deployment(self) -> dict[str, Any]:
+        """The `deployment` of `pulumi stack export`: resources (with ids) and any pending operations."""
+        return dict(self._stack.export_stack().deployment or {})
+
+    def import_deployment(self, deployment: dict[str, Any]) -> None:
+        state = self._stack.export_stack()
+        state.deployment = deployment
+        self._stack.import_stack(state)
 
     def preview_events(self, policy: Policy) -> tuple[list[auto.EngineEvent], str | None]:
         """The engine events of one `pulumi preview`, and its error text if it failed."""
-        events: list[auto.EngineEvent] = []
-
-        def run() -> None:
-            events.clear()
-            self._stack.preview(
-                on_event=events.append,
-                color="never",
-                policy_packs=[str(policy.pack)],
-                policy_pack_configs=[policy.write_config()],
-            )
-
-        try:
-            retry_torn_event_log(run)
-        except auto.errors.CommandError as exc:
-            return events, str(exc).strip().splitlines()[-1]
-        return events, None
+        run = self.run(["preview", *policy.args()], on_output=lambda _line: None)
+        events = [auto.EngineEvent.from_json(e) for e in run.events]
+        if run.ok:
+            return events, None
+        return events, (run.stderr.strip().splitlines() or [f"pulumi preview: exit {run.returncode}"])[-1]
 
     def preview_steps(self, policy: Policy) -> tuple[list[review.Step], list[str]]:
         """The steps `pulumi preview` plans (other than 'same'), and the errors it reported, if it failed."""
