@@ -35,10 +35,13 @@ def current_actor(env: dict[str, str] | None = None) -> str:
     return actor
 
 
-def record_move(log: str, *, stack: str, image: str, actor: str, outcome: str, reason: str) -> audit.Entry:
+def record_move(log: str, *, stack: str, image: str, actor: str, outcome: str, reason: str) -> audit.Entry | None:
     """Append the entry for moving ``stack`` to ``image``: deploy or rollback, and from what, as the chain
-    says (fetchml_infra.history.classify)."""
+    says (fetchml_infra.history.classify). None, and nothing written, when the chain's last move already went
+    to ``image``: that is no change of the running image, and no entry may claim one."""
     action, from_image = history.classify(audit.entries(log), stack, image)
+    if from_image == image:
+        return None
     return audit.append(
         log,
         action=action,
@@ -51,7 +54,7 @@ def record_move(log: str, *, stack: str, image: str, actor: str, outcome: str, r
     )
 
 
-def _record(props: dict[str, Any], outcome: str, reason: str) -> audit.Entry:
+def _record(props: dict[str, Any], outcome: str, reason: str) -> audit.Entry | None:
     return record_move(
         props["audit_log"],
         stack=props["stack"],
@@ -62,10 +65,18 @@ def _record(props: dict[str, Any], outcome: str, reason: str) -> audit.Entry:
     )
 
 
+def _unproven(props: dict[str, Any]) -> bool:
+    """The chain's last move on the stack is not a passed move to ``props['image']`` (a failed gate, an
+    interrupted update, a move recorded by hand)."""
+    last = history.last_entry(audit.entries(props["audit_log"]), props["stack"])
+    return last is None or last.outcome != "success" or last.to_image != props["image"]
+
+
 class HealthGateProvider(ResourceProvider):
     """Polls the health URL; passes, or fails the update with what it saw and the rollback command."""
 
-    def _check(self, props: dict[str, Any]) -> dict[str, Any]:
+    def _check(self, props: dict[str, Any], moved: bool) -> dict[str, Any]:
+        """``moved``: the containers it guards are new. Only then does a failure record a (failed) move."""
         result = health.poll(
             props["url"],
             expected_version=props["image"],
@@ -74,13 +85,17 @@ class HealthGateProvider(ResourceProvider):
         )
         if not result.verdict.healthy:
             reason = audit.clean_value(f"health-check-failure: {result.verdict.reason}")[:200]
-            _record(props, "failure", reason)
+            entry = _record(props, "failure", reason) if moved else None
+            recorded = (
+                f"the failure is recorded in the audit log {props['audit_log']}"
+                if entry
+                else "no audit entry was written: the running containers did not change"
+            )
             raise Exception(
                 health.describe_failure(
                     result, url=props["url"], stack=props["stack"], rollback_command=props["rollback_command"]
                 )
-                + "\n  the failure is recorded in the audit log "
-                + props["audit_log"]
+                + f"\n  {recorded}"
             )
         v = result.verdict
         return {
@@ -92,16 +107,18 @@ class HealthGateProvider(ResourceProvider):
         }
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        return CreateResult(f"gate-{props['stack']}", self._check(props))
+        return CreateResult(f"gate-{props['stack']}", self._check(props, moved=True))
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        # Re-check whenever anything it guards changed (a replaced container has a new id).
+        # Re-check whenever anything it guards changed (a replaced container has a new id), and whenever the
+        # chain does not say this image passed here last (a retry of a failed image must be checked again).
         keys = ("url", "image", "compliance_mode", "targets")
         changed = [k for k in keys if olds.get(k) != news.get(k)]
-        return DiffResult(changes=bool(changed), replaces=[], delete_before_replace=False)
+        return DiffResult(changes=bool(changed) or _unproven(news), replaces=[], delete_before_replace=False)
 
-    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        return UpdateResult(self._check(news))
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        moved = olds.get("targets") != news.get("targets") or olds.get("image") != news.get("image")
+        return UpdateResult(self._check(news, moved))
 
 
 class HealthGate(pulumi.dynamic.Resource, module="fetchml", name="HealthGate"):
@@ -153,6 +170,15 @@ class AuditEntryProvider(ResourceProvider):
         audit.require_intact(log, *expected, consequence="Nothing was recorded.")
         entry = _record(props, "success", props["reason"] or "-")
         head, length = audit.head(log)
+        if entry is None:  # the chain already ends at this image: nothing moved, nothing to record
+            last = (olds or {}).get
+            return {
+                **props,
+                "entry": last("entry") or "",
+                "action": last("action") or "none",
+                "head": head,
+                "length": length,
+            }
         return {**props, "entry": entry.render(), "action": entry.action, "head": head, "length": length}
 
     def create(self, props: dict[str, Any]) -> CreateResult:
@@ -162,9 +188,7 @@ class AuditEntryProvider(ResourceProvider):
         # Append when the image differs from the one this resource recorded, or from the one the chain last
         # recorded as passing (after a failed gate, the rollback to the old image is a change too).
         changed = [k for k in AUDIT_TRIGGERS if olds.get(k) != news.get(k)]
-        last = history.last_entry(audit.entries(news["audit_log"]), news["stack"])
-        drifted = last is None or last.outcome != "success" or last.to_image != news["image"]
-        return DiffResult(changes=bool(changed) or drifted, replaces=[], delete_before_replace=False)
+        return DiffResult(changes=bool(changed) or _unproven(news), replaces=[], delete_before_replace=False)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         return UpdateResult(self._append(news, olds))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from fetchml_infra.config import PROJECT
 
@@ -90,6 +90,9 @@ class ChainEntry(Protocol):
     def stack(self) -> str: ...
 
 
+E = TypeVar("E", bound=ChainEntry)
+
+
 def classify(entries: Sequence[ChainEntry], stack: str, to_image: str) -> tuple[str, str]:
     """(action, from_image) for moving ``stack`` to ``to_image``, judged from the audit chain.
 
@@ -104,12 +107,12 @@ def classify(entries: Sequence[ChainEntry], stack: str, to_image: str) -> tuple[
     return action, from_image
 
 
-def _moves(entries: Iterable[ChainEntry], stack: str) -> list[ChainEntry]:
+def _moves(entries: Iterable[E], stack: str) -> list[E]:
     """The stack's entries that moved (or tried to move) its image; adoption and notes are not moves."""
     return [e for e in entries if e.stack == stack and e.action in MOVES]
 
 
-def last_entry(entries: Iterable[ChainEntry], stack: str) -> ChainEntry | None:
+def last_entry(entries: Iterable[E], stack: str) -> E | None:
     """The stack's newest move in the chain, passed or failed."""
     mine = _moves(entries, stack)
     return mine[-1] if mine else None
