@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from fetchml_infra import audit, health, history, offline, procedure, review
+from fetchml_infra import attempt, audit, health, history, host, lock, offline, preflight, procedure, recover, review
 from fetchml_infra.gate import current_actor
 from fetchml_infra.workspace import OperatorError, Stack, queue_state
 
@@ -28,6 +28,10 @@ app.add_typer(audit_app, name="audit")
 console = Console(highlight=False, soft_wrap=True)
 
 StackOpt = Annotated[str, typer.Option("--stack", "-s", help="Stack name, e.g. staging or prod.")]
+WaitOpt = Annotated[
+    float,
+    typer.Option("--wait", help="Seconds to wait for another operator of this stack to finish (default: refuse)."),
+]
 LogOpt = Annotated[Path, typer.Option("--log", help="Path of the audit log.")]
 
 
@@ -36,7 +40,7 @@ def say(line: str) -> None:
 
 
 def fail(message: str, code: int) -> None:
-    Console(stderr=True, highlight=False).print(f"error: {message}", markup=False)
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"error: {message}", markup=False)
     raise typer.Exit(code)
 
 
@@ -51,10 +55,13 @@ def deploy(
     image: Annotated[str, typer.Option(help="Image tag to deploy: sha-<hex>.")],
     reason: Annotated[str, typer.Option(help="Why; recorded in the audit entry.")] = "",
     allow_denied: Annotated[bool, typer.Option(help="Deploy a tag that failed its health gate before.")] = False,
+    wait: WaitOpt = 0.0,
 ) -> None:
     """Set the image and run `pulumi up`; on staging a failed health gate rolls back by itself."""
     try:
-        code = procedure.deploy(_stack(stack), image, reason, allow_denied, say)
+        s = _stack(stack)
+        with attempt.operating(s, f"fetchml-infra deploy --stack {stack} --image {image}", wait):
+            code = procedure.deploy(s, image, reason, allow_denied, say)
     except OperatorError as exc:
         fail(str(exc), exc.code)
     raise typer.Exit(code)
@@ -65,12 +72,29 @@ def rollback(
     stack: StackOpt,
     reason: Annotated[str, typer.Option(help="Why; recorded in the audit entry (required).")],
     to: Annotated[Optional[str], typer.Option(help="Target tag; default: the last good image before now.")] = None,  # noqa: UP007
+    wait: WaitOpt = 0.0,
 ) -> None:
     """Image-only rollback: the queue, the artifacts and the audit chain stay as they are."""
     try:
-        code = procedure.rollback(_stack(stack), to, reason, say)
+        s = _stack(stack)
+        with attempt.operating(s, f"fetchml-infra rollback --stack {stack}", wait):
+            code = procedure.rollback(s, to, reason, say)
     except OperatorError as exc:
         fail(str(exc), exc.code)
+    raise typer.Exit(code)
+
+
+@app.command("recover")
+def recover_stack(stack: StackOpt, wait: WaitOpt = 0.0) -> None:
+    """After a killed CLI or engine, a host crash or an unwritable log: clear a stale lock and pending
+    operations, refresh, record any move no entry records, and bring the app back to the last image that
+    passed its gate. Prints what it did."""
+    try:
+        s = _stack(stack)
+        with attempt.operating(s, f"fetchml-infra recover --stack {stack}", wait):
+            code = recover.recover(s, lambda **o: procedure.load_config(s, **o), say)
+    except (OperatorError, audit.AuditError) as exc:
+        fail(str(exc), getattr(exc, "code", 2))
     raise typer.Exit(code)
 
 
@@ -106,7 +130,8 @@ def show_history(stack: StackOpt, as_json: Annotated[bool, typer.Option("--json"
 
 @app.command()
 def status(stack: StackOpt) -> None:
-    """Deployed image, live health, compliance mode, audit head and length, queue depth."""
+    """Deployed image, running containers, live health, compliance mode, audit head, queue depth, locks, and
+    any disagreement between config, outputs, containers and the audit chain."""
     try:
         s = _stack(stack)
         cfg = procedure.load_config(s)
@@ -115,23 +140,42 @@ def status(stack: StackOpt) -> None:
     outputs = s.outputs()
     required = cfg.compliance_mode if cfg.compliance_mode != "none" else None
     polled = health.poll(cfg.health_url, expected_version=cfg.image, required_compliance=required, timeout=3)
-    verdict = audit.verify(outputs.get("audit_log", s.audit_log(cfg)))
+    log = str(outputs.get("audit_log", s.audit_log(cfg)))
+    verdict = audit.verify(log)
+    apps = host.app_containers(cfg.name_prefix)
+    last = history.last_entry(audit.entries(log), cfg.stack) if verdict.ok else None
+    engine_locks = preflight.engine_locks(s)
+    operator = lock.current_holder(s.project_dir / ".state" / "locks" / f"{s.name}.lock")
     table = Table("", "", title=f"stack {stack}", show_header=False)
     table.add_row("image (config)", cfg.image)
     table.add_row("image (deployed)", str(outputs.get("image", "-")))
+    table.add_row("containers", host.describe(apps, cfg.worker_replicas))
     table.add_row("health", f"{polled.verdict.reason} ({cfg.health_url})")
     table.add_row(
         "compliance_mode", f"{polled.verdict.compliance_mode or 'not reported'} (config: {cfg.compliance_mode})"
     )
     table.add_row("audit", f"{'intact' if verdict.ok else 'BROKEN: ' + verdict.detail}, {verdict.length} entries")
     table.add_row("audit head", verdict.head)
+    table.add_row("last move", f"{last.action} {last.outcome} {last.from_image} -> {last.to_image}" if last else "-")
+    table.add_row("operator", operator.describe() if operator else "free")
+    table.add_row("engine lock", "; ".join(lk.describe() for lk in engine_locks) or "free")
     try:
         queue = queue_state(str(outputs.get("redis_address", "")))
         table.add_row("queue", ", ".join(f"{k} {n}" for k, n in queue.items()))
     except Exception as exc:  # status reports, it does not stop
         table.add_row("queue", f"Redis did not answer: {exc}")
+    found = recover.disagreements(
+        config_image=cfg.image,
+        deployed=outputs.get("image"),
+        running=host.running_image(apps, cfg.worker_replicas),
+        chain_to=last.to_image if last else None,
+        locks=[lk.describe() for lk in engine_locks if lock.holder_gone(lk)],
+    )
+    table.add_row(
+        "disagreements", "; ".join(found) + f" (run: fetchml-infra recover --stack {stack})" if found else "none"
+    )
     console.print(table)
-    raise typer.Exit(0 if polled.verdict.healthy and verdict.ok else 1)
+    raise typer.Exit(0 if polled.verdict.healthy and verdict.ok and not found else 1)
 
 
 @audit_app.command("verify")

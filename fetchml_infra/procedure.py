@@ -9,17 +9,20 @@ rollback: find the target in stack history -> check image present -> verify chai
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-from fetchml_infra import audit, health, history, review
+from fetchml_infra import attempt, audit, health, history, host, review
+from fetchml_infra import preflight as preflight_checks
+from fetchml_infra.attempt import Attempt
 from fetchml_infra.config import IMAGE_TAG, ConfigError, StackConfig
-from fetchml_infra.gate import current_actor, record_move
-from fetchml_infra.workspace import OperatorError, Policy, Stack, image_present, pull, queue_state
+from fetchml_infra.gate import current_actor
+from fetchml_infra.preflight import preflight
+from fetchml_infra.workspace import OperatorError, Policy, Stack, image_present, queue_state
 
 EXIT_OK = 0
 EXIT_CHECKS_FAILED = 1
+EXIT_REFUSED = 2
 EXIT_ROLLED_BACK = 3
 EXIT_FAILED = 4
 AUTO_ROLLBACK_REASON = "health-check-failure"
@@ -46,65 +49,6 @@ def load_config(stack: Stack, **overrides: str) -> StackConfig:
         raise OperatorError(str(exc)) from exc
 
 
-def preflight(cfg: StackConfig, log: str, recorded: Mapping[str, Any], say: Say) -> None:
-    """Before anything changes: the target images exist (or pull), and the audit chain verifies and still
-    reaches the head the last update recorded in the stack outputs (a cut-off or rewritten log is refused)."""
-    for image in (cfg.api_image, cfg.worker_image):
-        if image_present(image):
-            say(f"  ok  image {image} is present locally")
-            continue
-        pulled, detail = pull(image)
-        if not pulled:
-            raise OperatorError(
-                f"image {image} is neither present locally nor pullable: {detail}\n"
-                f"Nothing was changed. Build or load it (`docker load`), then run again."
-            )
-        say(f"  ok  image {image} pulled")
-    head, length = recorded_head(recorded)
-    try:
-        verdict = audit.require_intact(log, head, length)
-    except audit.AuditError as exc:
-        raise OperatorError(str(exc), code=EXIT_CHECKS_FAILED) from exc
-    say(f"  ok  audit chain intact ({verdict.length} entries{', extends the recorded head' if head else ''})")
-
-
-def recorded_head(outputs: Mapping[str, Any]) -> tuple[str | None, int | None]:
-    """The chain head and length the last update recorded in the stack outputs (none before the first)."""
-    length = outputs.get("audit_length")
-    return outputs.get("audit_head"), int(length) if length is not None else None
-
-
-def _record_unrecorded_failure(cfg: StackConfig, log: str, actor: str, summary: str) -> None:
-    """An update that failed before its gate ran (say, a container that would not start) left no entry;
-    the procedure wants every attempt on record, so write it here."""
-    last = history.last_entry(audit.entries(log), cfg.stack)
-    if last is not None and last.to_image == cfg.image:
-        return  # the gate recorded the failure, or the image change went through and something else failed
-    first_line = summary.strip().splitlines()[-1] if summary.strip() else "update failed"
-    record_move(
-        log,
-        stack=cfg.stack,
-        image=cfg.image,
-        actor=actor,
-        outcome="failure",
-        reason=audit.clean_value("update-failed: " + first_line)[:200],
-    )
-
-
-def _up(stack: Stack, cfg: StackConfig, action: str, actor: str, reason: str, say: Say) -> bool:
-    # The reason belongs to this one update: set for it, then cleared, so a later plain `pulumi up`
-    # is not recorded with a stale reason.
-    stack.set(image=cfg.image, **({"deployReason": reason} if reason else {}))
-    try:
-        message = history.update_message(action, cfg.image, actor, reason)
-        result = stack.up(message, Policy(cfg.allow_public_bind), on_output=say)
-    finally:
-        stack.unset("deployReason")
-    if not result.ok:
-        _record_unrecorded_failure(cfg, stack.audit_log(cfg), actor, result.summary)
-    return result.ok
-
-
 def deploy(stack: Stack, image: str, reason: str, allow_denied: bool, say: Say) -> int:
     require_tag("--image", image)
     current = load_config(stack)
@@ -114,20 +58,28 @@ def deploy(stack: Stack, image: str, reason: str, allow_denied: bool, say: Say) 
             f"--image: {image} failed its health gate on stack '{stack.name}' before and is denied; "
             f"to deploy it anyway add --allow-denied"
         )
-    overrides = {"image": image, "deniedImages": json.dumps(denied)}
-    cfg = load_config(stack, **overrides)
+    cfg = load_config(stack, image=image, deniedImages=json.dumps(denied))
     actor = current_actor()
     say(f"deploy {image} to stack '{stack.name}' (was {current.image})")
-    preflight(cfg, stack.audit_log(cfg), stack.outputs(), say)
+    preflight(stack, cfg, say)
     if denied != list(current.denied_images):
         stack.set(deniedImages=json.dumps(denied))
     action, _ = history.classify(audit.entries(stack.audit_log(cfg)), cfg.stack, image)
-    if _up(stack, cfg, action, actor, reason, say):
+    tried = attempt.up(stack, cfg, current.image, action, actor, reason, say)
+    if tried.outcome.ok:
         say(f"deployed {image} to '{stack.name}'")
         return EXIT_OK
+    if tried.outcome.verdict_on_image:
+        return _after_failed_gate(stack, cfg, denied, tried, actor, say)
+    return _after_failed_infrastructure(stack, current, cfg, tried, actor, say)
+
+
+def _after_failed_gate(stack: Stack, cfg: StackConfig, denied: list[str], tried: Attempt, actor: str, say: Say) -> int:
+    """The health gate judged the image: staging goes back by itself and denies the tag; prod waits."""
+    image = cfg.image
     if not cfg.auto_rollback:
         say(
-            f"deploy of {image} failed on '{stack.name}'; this stack rolls back by hand:\n"
+            f"deploy of {image} failed its health gate on '{stack.name}'; this stack rolls back by hand:\n"
             f"  fetchml-infra rollback --stack {stack.name} --reason {AUTO_ROLLBACK_REASON}"
         )
         return EXIT_FAILED
@@ -138,11 +90,51 @@ def deploy(stack: Stack, image: str, reason: str, allow_denied: bool, say: Say) 
     say(f"deploy of {image} failed its health gate; rolling back to {target} (autoRollback)")
     stack.set(deniedImages=json.dumps([*denied, image]))
     back = load_config(stack, image=target)
-    if not _up(stack, back, "rollback", actor, AUTO_ROLLBACK_REASON, say):
+    if not attempt.up(stack, back, image, "rollback", actor, AUTO_ROLLBACK_REASON, say).outcome.ok:
         say(f"automatic rollback to {target} FAILED; stack '{stack.name}' needs an operator now")
         return EXIT_FAILED
     say(f"rolled back to {target}; {image} is denied on '{stack.name}' until deployed with --allow-denied")
     return EXIT_ROLLED_BACK
+
+
+def _explain(stack: Stack, cfg: StackConfig, tried: Attempt, say: Say) -> None:
+    found = tried.outcome
+    say(f"the update to {cfg.image} did not finish: {found.kind}: {found.detail}")
+    if tried.recorded:
+        say(f"  recorded: {tried.recorded}")
+    elif not tried.moved:
+        say("  no container changed; the config is as it was; nothing was recorded")
+
+
+def _after_failed_infrastructure(
+    stack: Stack, current: StackConfig, cfg: StackConfig, tried: Attempt, actor: str, say: Say
+) -> int:
+    """Not a verdict on the image: never deny it. When the old app is gone, bring the previous image back."""
+    found = tried.outcome
+    _explain(stack, cfg, tried, say)
+    if found.kind == "locked":
+        say(f"  another update holds stack '{stack.name}'; run again when it has finished")
+        return EXIT_REFUSED
+    if found.kind == "refused" and not tried.moved:
+        return EXIT_REFUSED
+    if found.kind in ("killed", "cancelled", "audit-failed"):
+        say(f"  the stack needs reconciling: fetchml-infra recover --stack {stack.name}")
+        return EXIT_FAILED
+    running = host.running_image(host.app_containers(cfg.name_prefix), current.worker_replicas)
+    if running == current.image:
+        say(f"  the app still runs {current.image}; {cfg.image} is not denied")
+        return EXIT_FAILED
+    say(f"  {cfg.image} never ran; restoring {current.image} (not a verdict on {cfg.image}, so it is not denied)")
+    reason = f"restore after {found.kind} of {cfg.image}: {found.detail}"
+    back = attempt.up(stack, current, cfg.image, "rollback", actor, reason[: attempt.MAX_REASON], say)
+    if back.outcome.ok:
+        say(f"restored {current.image} on '{stack.name}'; fix the cause above and deploy {cfg.image} again")
+        return EXIT_ROLLED_BACK
+    say(
+        f"RESTORE FAILED: stack '{stack.name}' has no healthy app now ({back.outcome.kind}: {back.outcome.detail}).\n"
+        f"  Fix the cause, then run: fetchml-infra recover --stack {stack.name}"
+    )
+    return EXIT_FAILED
 
 
 def rollback(stack: Stack, to: str | None, reason: str, say: Say) -> int:
@@ -159,9 +151,13 @@ def rollback(stack: Stack, to: str | None, reason: str, say: Say) -> int:
         raise OperatorError(f"--to: {to} is already the deployed image of stack '{stack.name}'")
     cfg = load_config(stack, image=to)
     say(f"rollback stack '{stack.name}' from {current.image} to {to} (reason: {reason})")
-    preflight(cfg, stack.audit_log(cfg), stack.outputs(), say)
-    if not _up(stack, cfg, "rollback", current_actor(), reason, say):
-        say(f"rollback to {to} failed; the failure is in the audit log {stack.audit_log(cfg)}")
+    preflight(stack, cfg, say)
+    tried = attempt.up(stack, cfg, current.image, "rollback", current_actor(), reason, say)
+    if not tried.outcome.ok:
+        _explain(stack, cfg, tried, say)
+        if tried.outcome.kind in ("locked", "refused") and not tried.moved:
+            return EXIT_REFUSED
+        say(f"  rollback to {to} failed; fix the cause, then run: fetchml-infra recover --stack {stack.name}")
         return EXIT_FAILED
     checks = post_rollback_checks(stack, cfg)
     say("post-rollback checklist:")
@@ -193,7 +189,7 @@ def post_rollback_checks(stack: Stack, cfg: StackConfig) -> list[Check]:
     except Exception as exc:  # a check that cannot run is reported, not hidden
         checks.append(Check("queue state", False, f"Redis did not answer: {exc}"))
     log = stack.audit_log(cfg)
-    verdict = audit.verify(log, *recorded_head(outputs), allow_longer=True)
+    verdict = audit.verify(log, *preflight_checks.recorded_head(outputs), allow_longer=True)
     detail = f"{verdict.length} entries, head {verdict.head[:12]}" if verdict.ok else verdict.detail
     checks.append(Check("audit chain", verdict.ok, detail))
     return checks

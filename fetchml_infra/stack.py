@@ -55,6 +55,8 @@ class FetchML(pulumi.ComponentResource):
         # Pulumi runs the program in the project directory; the providers get the absolute path.
         self.audit_log = cfg.audit_log_path(Path.cwd())
         audit.require_intact(self.audit_log)  # fail before touching anything, on preview as well as up
+        if not pulumi.runtime.is_dry_run():  # an update must be able to record itself before it moves anything
+            audit.require_appendable(self.audit_log)
         self.persistent = self._persistent(cfg)
         self.app = self._app(cfg, self.persistent)
         actor = current_actor()

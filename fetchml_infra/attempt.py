@@ -1,0 +1,100 @@
+"""One update the CLI makes, and the truth about it: the operator lock around a procedure, and `up` with what
+the engine's events say happened and whether any app container moved.
+
+The program records what it can (the gate's failure, the audit entry's success). What it cannot record, a
+move cut short before its gate or its entry ran, is recorded here: as a failure that is no verdict on the
+image. A failure that moved nothing leaves nothing behind: the config goes back and no entry is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+
+from fetchml_infra import audit, history, host, lock, outcome, preflight
+from fetchml_infra.config import StackConfig
+from fetchml_infra.gate import current_actor, record_move
+from fetchml_infra.outcome import Outcome
+from fetchml_infra.workspace import OperatorError, Policy, Stack
+
+Say = Callable[[str], None]
+MAX_REASON = 200
+
+
+@dataclass(frozen=True)
+class Attempt:
+    outcome: Outcome
+    moved: bool  # an app container was removed, created or replaced
+    recorded: str  # the entry the CLI appended for it, if it had to
+
+
+@contextmanager
+def operating(stack: Stack, command: str, wait: float = 0.0) -> Iterator[None]:
+    """The stack's operator lock for a whole procedure, first config read to last entry: one operator at a
+    time, and stack config written only under it. A second operator is refused naming the holder."""
+    path = stack.project_dir / ".state" / "locks" / f"{stack.name}.lock"
+    with ExitStack() as held:
+        try:
+            held.enter_context(lock.operator_lock(path, stack.name, lock.this_process(command, current_actor()), wait))
+        except lock.LockHeld as exc:
+            raise OperatorError(str(exc)) from exc
+        yield
+
+
+def no_verdict_reason(found: Outcome, image: str) -> str:
+    """One readable line for a failure of the infrastructure: what failed, and that it judges no image."""
+    tail = f"; {image} never passed its gate here, this is no verdict on it"
+    return f"{found.kind}: {found.detail}"[: MAX_REASON - len(tail)] + tail
+
+
+def _app_ids(cfg: StackConfig) -> dict[str, str]:
+    return {name: c.id for name, c in host.app_containers(cfg.name_prefix).items()}
+
+
+def up(
+    stack: Stack,
+    cfg: StackConfig,
+    previous: str,
+    action: str,
+    actor: str,
+    reason: str,
+    say: Say,
+    replace: tuple[str, ...] = (),
+) -> Attempt:
+    """Move the stack to ``cfg.image`` from config image ``previous``; classify what happened."""
+    before = _app_ids(cfg)
+    # The reason belongs to this one update: set for it, then cleared, so a later plain `pulumi up`
+    # is not recorded with a stale reason.
+    stack.set(image=cfg.image, **({"deployReason": reason[:MAX_REASON]} if reason else {}))
+    try:
+        message = history.update_message(action, cfg.image, actor, reason)
+        run = stack.up(message, Policy(cfg.allow_public_bind), say, replace)
+    finally:
+        stack.unset("deployReason")
+    # Locked means another engine's lock: a killed run of our own leaves its lock behind too.
+    others = [held.describe() for held in preflight.engine_locks(stack) if held.pid != run.pid] if not run.ok else []
+    found = outcome.classify(
+        run.events, returncode=run.returncode, interrupted=bool(run.interrupted_by), stack_locked=bool(others)
+    )
+    if found.kind == "locked":
+        found = dataclasses.replace(found, detail=f"the stack is locked by {'; '.join(others)}")
+    moved = _app_ids(cfg) != before
+    recorded = ""
+    if not found.ok and not moved and previous != cfg.image:
+        stack.set(image=previous)
+    if not found.ok and moved and not found.verdict_on_image:
+        try:
+            entry = record_move(
+                stack.audit_log(cfg),
+                stack=cfg.stack,
+                image=cfg.image,
+                actor=actor,
+                outcome="failure",
+                reason=no_verdict_reason(found, cfg.image),
+            )
+            recorded = entry.render() if entry else ""
+        except (audit.AuditError, ValueError) as exc:
+            say(f"could not record the interrupted move in the audit log: {exc}")
+    return Attempt(found, moved, recorded)

@@ -1,0 +1,169 @@
+"""`fetchml-infra recover`: after a killed CLI or engine, a host crash or an unwritable log, bring the records
+and the running app back into one story, appending what happened and editing nothing.
+
+    1. a stale engine lock (its holder provably gone) is removed; a live one refuses;
+    2. pending operations are cleared; an app container created by the cut-off step is removed;
+    3. refresh: the state learns which containers really exist;
+    4. a move no entry records (containers run an image the chain's last move is not to) is appended, with
+       `reason=recovered: ...`, success only if the health check passes now;
+    5. the app converges on the newest image that passed its gate (gated, recorded like any move).
+
+And the disagreements `status` shows (pure).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from fetchml_infra import attempt, audit, health, history, host, lock, outcome, preflight
+from fetchml_infra.config import StackConfig
+from fetchml_infra.gate import current_actor, record_move
+from fetchml_infra.workspace import OperatorError, Stack
+
+Say = Callable[[str], None]
+
+
+def disagreements(
+    *, config_image: str, deployed: str | None, running: str | None, chain_to: str | None, locks: list[str]
+) -> list[str]:
+    """What the records and the host disagree on; empty when they tell one story."""
+    found = [f"stale engine lock: {lk}" for lk in locks]
+    if running is None:
+        found.append("the app containers are not all running one image")
+    elif chain_to is not None and running != chain_to:
+        found.append(f"containers run {running} but the audit chain's last move is to {chain_to}")
+    if deployed is not None and running is not None and running != deployed:
+        found.append(f"containers run {running} but the last completed update deployed {deployed}")
+    if deployed is not None and config_image != deployed:
+        found.append(f"config image {config_image} is not deployed (deployed: {deployed})")
+    return found
+
+
+def _clear_locks(stack: Stack, say: Say) -> None:
+    for held in preflight.engine_locks(stack):
+        if not lock.holder_gone(held):
+            raise OperatorError(
+                f"stack '{stack.name}' is locked by {held.describe()}, which is still running or on another "
+                f"host; nothing was changed. Wait for it to finish, then run recover again."
+            )
+        held.path.unlink(missing_ok=True)
+        held.path.with_name(held.path.name + ".attrs").unlink(missing_ok=True)  # the blob store's metadata
+        say(f"  removed the engine lock left by {held.describe()} (that process is gone)")
+
+
+def _orphans(deployment: Mapping[str, Any]) -> list[str]:
+    """App containers a cut-off create may have started: named in a pending create, unknown to the state."""
+    names = []
+    for op in deployment.get("pending_operations") or []:
+        res = op.get("resource", {})
+        name = outcome.resource_name(str(res.get("urn", "")))
+        if op.get("type") == "creating" and outcome.role(name) == "app" and "container" in str(res.get("type")):
+            names.append(str((res.get("inputs") or {}).get("name", "")))
+    return [n for n in names if n]
+
+
+def _clear_pending(stack: Stack, cfg: StackConfig, say: Say) -> None:
+    deployment = stack.deployment()
+    pending = deployment.get("pending_operations") or []
+    if not pending:
+        return
+    managed = host.managed(deployment)["container"]
+    orphans = set(_orphans(deployment))
+    for c in host.app_containers(cfg.name_prefix).values():
+        if c.name in orphans and c.id not in managed:
+            host.remove_container(c.id)
+            say(f"  removed container {c.name} ({c.id[:12]}): created by the cut-off update, unknown to the state")
+    deployment["pending_operations"] = []
+    stack.import_deployment(deployment)
+    ops = ", ".join(
+        f"{op.get('type')} {outcome.resource_name(op.get('resource', {}).get('urn', ''))}" for op in pending
+    )
+    say(f"  cleared {len(pending)} pending operation(s): {ops}")
+
+
+def _record_unrecorded(cfg: StackConfig, log: str, say: Say) -> None:
+    apps = host.app_containers(cfg.name_prefix)
+    last = history.last_entry(audit.entries(log), cfg.stack)
+    strays = sorted({c.image for c in apps.values() if c.image and (last is None or c.image != last.to_image)})
+    if not strays:
+        return
+    image = strays[0]
+    running = host.running_image(apps, cfg.worker_replicas)
+    polled = health.poll(
+        cfg.health_url,
+        expected_version=image,
+        required_compliance=cfg.compliance_mode if cfg.compliance_mode != "none" else None,
+        timeout=min(cfg.health_timeout_seconds, 15),
+    )
+    healthy = running == image and polled.verdict.healthy
+    state = host.describe(apps, cfg.worker_replicas)
+    reason = audit.clean_value(
+        f"recovered: containers ran {image} with no entry for the move ({state}); health now: "
+        f"{'passed' if healthy else polled.verdict.reason}"
+    )[: attempt.MAX_REASON]
+    entry = record_move(
+        log,
+        stack=cfg.stack,
+        image=image,
+        actor=current_actor(),
+        outcome="success" if healthy else "failure",
+        reason=reason,
+    )
+    if entry is not None:
+        say(f"  recorded the unrecorded move: {entry.render()}")
+
+
+def _vanished(cfg: StackConfig, deployment: Mapping[str, Any]) -> tuple[str, ...]:
+    """URNs of containers the state still names but the host no longer has: a cut-off delete-before-replace
+    leaves the deleted ones in the state (pending replacement), and refresh keeps them there."""
+    ids = {i for by_name in host.existing(host.needs(cfg)).values() for i in by_name.values()}
+    return tuple(
+        str(r["urn"])
+        for r in deployment.get("resources", [])
+        if r.get("type") == "docker:index/container:Container"
+        and (r.get("pendingReplacement") or r.get("id") not in ids)
+    )
+
+
+def _last_passed(log: str, stack: str) -> str | None:
+    passed = [
+        e for e in audit.entries(log) if e.stack == stack and e.action in history.MOVES and e.outcome == "success"
+    ]
+    return passed[-1].to_image if passed else None
+
+
+def recover(stack: Stack, load: Callable[..., StackConfig], say: Say) -> int:
+    """Returns the exit code: 0 when the stack ends healthy and consistent, 4 when the app could not be brought
+    back (the message says why)."""
+    say(f"recover stack '{stack.name}':")
+    cfg = load()
+    _clear_locks(stack, say)
+    _clear_pending(stack, cfg, say)
+    refreshed = stack.refresh(on_output=lambda _line: None)
+    if not refreshed.ok:
+        found = outcome.classify(refreshed.events, returncode=refreshed.returncode)
+        raise OperatorError(f"refresh failed ({found.kind}: {found.detail}); fix that, then run recover again", code=4)
+    say("  refreshed the state from the Docker engine")
+    log = stack.audit_log(cfg)
+    audit.require_appendable(log)
+    _record_unrecorded(cfg, log, say)
+    target = _last_passed(log, cfg.stack) or cfg.image
+    running = host.running_image(host.app_containers(cfg.name_prefix), cfg.worker_replicas)
+    vanished = _vanished(cfg, stack.deployment())
+    if running == target and stack.outputs().get("image") == target and not vanished:
+        if cfg.image != target:
+            say(f"  note: config image {cfg.image} is not deployed; deploy it with fetchml-infra deploy")
+        say(f"  the app runs {target}, the last image that passed its gate; nothing else to do")
+        return 0
+    if cfg.image != target:
+        say(f"  config image was {cfg.image}; set to {target}, the last image that passed its gate")
+    action, _ = history.classify(audit.entries(log), cfg.stack, target)
+    tried = attempt.up(
+        stack, load(image=target), cfg.image, action, current_actor(), f"recovered: back to {target}", say
+    )
+    if tried.outcome.ok:
+        say(f"  the app runs {target} again")
+        return 0
+    say(f"  could not bring the app back: {tried.outcome.kind}: {tried.outcome.detail}")
+    return 4
