@@ -95,6 +95,8 @@ class Project:
         return audit.entries(str(self.audit_log))
 
     def teardown(self) -> None:
+        # A fault test may leave a killed engine's lock behind; clean-up must not depend on recovery working.
+        shutil.rmtree(Path(self.env["PULUMI_BACKEND_URL"].removeprefix("file://")) / ".pulumi" / "locks", True)
         self.pulumi("state", "unprotect", "--all", "--yes")
         try:
             self.stack.destroy(color="never")
