@@ -9,7 +9,7 @@ image. A failure that moved nothing leaves nothing behind: the config goes back 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
@@ -26,7 +26,7 @@ MAX_REASON = 200
 @dataclass(frozen=True)
 class Attempt:
     outcome: Outcome
-    moved: bool  # an app container was removed, created or replaced
+    moved: bool  # a new app container runs the target image
     recorded: str  # the entry the CLI appended for it, if it had to
 
 
@@ -49,8 +49,10 @@ def no_verdict_reason(found: Outcome, image: str) -> str:
     return f"{found.kind}: {found.detail}"[: MAX_REASON - len(tail)] + tail
 
 
-def _app_ids(cfg: StackConfig) -> dict[str, str]:
-    return {name: c.id for name, c in host.app_containers(cfg.name_prefix).items()}
+def moved_to(image: str, before: Mapping[str, host.AppContainer], after: Mapping[str, host.AppContainer]) -> bool:
+    """A new container runs ``image``: the running image changed. Containers that were only removed, or
+    replaced by others of the same image, are no move to record."""
+    return any(c.image == image and (role not in before or before[role].id != c.id) for role, c in after.items())
 
 
 def up(
@@ -64,7 +66,7 @@ def up(
     replace: tuple[str, ...] = (),
 ) -> Attempt:
     """Move the stack to ``cfg.image`` from config image ``previous``; classify what happened."""
-    before = _app_ids(cfg)
+    before = host.app_containers(cfg.name_prefix)
     # The reason belongs to this one update: set for it, then cleared, so a later plain `pulumi up`
     # is not recorded with a stale reason.
     stack.set(image=cfg.image, **({"deployReason": reason[:MAX_REASON]} if reason else {}))
@@ -80,7 +82,7 @@ def up(
     )
     if found.kind == "locked":
         found = dataclasses.replace(found, detail=f"the stack is locked by {'; '.join(others)}")
-    moved = _app_ids(cfg) != before
+    moved = moved_to(cfg.image, before, host.app_containers(cfg.name_prefix))
     recorded = ""
     if not found.ok and not moved and previous != cfg.image:
         stack.set(image=previous)

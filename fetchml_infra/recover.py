@@ -159,9 +159,10 @@ def recover(stack: Stack, load: Callable[..., StackConfig], say: Say) -> int:
     if cfg.image != target:
         say(f"  config image was {cfg.image}; set to {target}, the last image that passed its gate")
     action, _ = history.classify(audit.entries(log), cfg.stack, target)
-    tried = attempt.up(
-        stack, load(image=target), cfg.image, action, current_actor(), f"recovered: back to {target}", say
-    )
+    if vanished:
+        say(f"  to create again (gone from the host): {', '.join(outcome.resource_name(u) for u in vanished)}")
+    reason = f"recovered: back to {target}"
+    tried = attempt.up(stack, load(image=target), cfg.image, action, current_actor(), reason, say, vanished)
     if tried.outcome.ok:
         say(f"  the app runs {target} again")
         return 0
