@@ -8,8 +8,8 @@ reasons:
   exactly once: the engine then cancels gracefully (finishes the steps in flight, saves its state, releases
   its lock) instead of dying between the delete and the create of a container. A second Ctrl-C is passed on
   too, and the engine stops at once, as Pulumi documents;
-- if the CLI itself is killed, the engine goes on to the end of the update, so the health gate and the audit
-  entry of the program still run.
+- if the CLI itself is killed, the engine goes on to the end of the update (its output goes to a file the
+  CLI tails, not to a pipe that would break), so the health gate and the audit entry still run.
 
 Nothing here decides anything: fetchml_infra.outcome classifies the events.
 """
@@ -21,6 +21,7 @@ import os
 import signal
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -99,15 +100,18 @@ def run(
         # PULUMI_DEBUG_COMMANDS unlocks --event-log on the older CLIs, where the flag is still hidden.
         full_env = {**(os.environ if env is None else env), "PULUMI_DEBUG_COMMANDS": "true"}
         seen: list[str] = []
-        with tempfile.TemporaryFile() as err:
-            process = subprocess.Popen(
-                cmd, cwd=cwd, env=full_env, stdout=subprocess.PIPE, stderr=err, start_new_session=True
-            )
-            assert process.stdout is not None
-            with process, _passing_signals_to(process, seen):
-                for raw in process.stdout:
-                    on_output(raw.decode(errors="replace").rstrip("\n"))
-                process.wait()
+        # The engine writes to a file the CLI tails, not to a pipe: a killed CLI must not take the engine
+        # with it (a write to a pipe nobody reads kills the writer).
+        with open(Path(tmp) / "out", "w+b") as out, tempfile.TemporaryFile() as err:
+            process = subprocess.Popen(cmd, cwd=cwd, env=full_env, stdout=out, stderr=err, start_new_session=True)
+            with open(out.name, "rb") as tail, _passing_signals_to(process, seen):
+                while True:
+                    done = process.poll() is not None
+                    for raw in tail.readlines():
+                        on_output(raw.decode(errors="replace").rstrip("\n"))
+                    if done:
+                        break
+                    time.sleep(0.05)
             err.seek(0)
             stderr = err.read().decode(errors="replace")
         return Run(args[0], process.pid, process.returncode, read_events(log), stderr, seen)
