@@ -231,7 +231,9 @@ def test_api_port_taken_while_the_old_api_is_gone(staging: Project) -> None:
     p = staging
     old = h.app_ids(p)
     cli = h.start_cli(p, "deploy", "--image", B)
+    engine = h.engine_of(cli.pid)
     h.wait_for(lambda: h.container_id(f"{p.prefix}-api") != old["api"], 120, "the old API to go", step=0.002)
+    h.freeze(engine)  # the create cannot start before the port is taken
     with socket.socket() as held:
         held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         for _ in range(500):  # docker-proxy may take a moment to let go
@@ -241,6 +243,7 @@ def test_api_port_taken_while_the_old_api_is_gone(staging: Project) -> None:
             except OSError:
                 time.sleep(0.002)
         held.listen()
+        os.killpg(os.getpgid(engine), signal.SIGCONT)
         out = ok(h.finish(cli), code=4)
     assert "app-failed" in out and "RESTORE FAILED" in out and "fetchml-infra recover" in out
     assert h.denied(p) == [], "a port conflict is no verdict on the image"
