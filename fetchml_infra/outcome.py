@@ -133,13 +133,16 @@ def classify(
     # (program errors) are not a resource's failure.
     failed = _failed(events) + [n for n, _ in errors if role(n) in ("gate", "app", "audit")]
     gate = next((n for n in failed if role(n) == "gate"), None)
-    # Steps cut short by a cancel fail too; they are the cancel's doing, not the infrastructure's.
-    if gate is None and (interrupted or _of(events, "cancelEvent")):
+    # Steps cut short by a cancel the CLI passed on fail too; they are the cancel's doing. The engine also
+    # writes a cancelEvent when a failed update shuts down, so that event alone never hides a step's failure.
+    if gate is None and interrupted:
         return Outcome("cancelled", None, "the update was interrupted and the engine cancelled it", changed)
     for wanted, kind in _FAILURES:
         name = next((n for n in failed if n and role(n) == wanted), None)
         if name is not None:
             return Outcome(kind, name, f"{name}: {_detail_for(name, errors)}", changed)
+    if _of(events, "cancelEvent"):
+        return Outcome("cancelled", None, "the update was interrupted and the engine cancelled it", changed)
     started = bool(_of(events, "preludeEvent"))
     if not started and stack_locked:
         return Outcome("locked", None, "another update holds the stack's lock", changed)

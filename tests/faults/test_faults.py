@@ -245,7 +245,7 @@ def test_api_port_taken_while_the_old_api_is_gone(staging: Project) -> None:
         held.listen()
         os.killpg(os.getpgid(engine), signal.SIGCONT)
         out = ok(h.finish(cli), code=4)
-    assert "app-failed" in out and "RESTORE FAILED" in out and "fetchml-infra recover" in out
+    assert "app-failed" in out and "RESTORE FAILED" in out and "fetchml-infra recover" in out, out
     assert h.denied(p) == [], "a port conflict is no verdict on the image"
     truthful(p)
     ok(p.cli("recover"))

@@ -67,6 +67,10 @@ def test_persistent_part_and_audit_entry_failures() -> None:
 def test_interrupts_kills_and_locks() -> None:
     cut = [PRELUDE, *failed("docker:index/container:Container", "api", "context canceled")]
     assert outcome.classify(cut, returncode=255, interrupted=True).kind == "cancelled"
+    # The engine ends every failed update with a cancelEvent: without a signal from the CLI, the failed step
+    # is what happened (a port taken mid-update is an app failure, to be restored, not a cancel).
+    assert outcome.classify([*cut, {"cancelEvent": {}}, SUMMARY], returncode=255).kind == "app-failed"
+    assert outcome.classify([PRELUDE, {"cancelEvent": {}}], returncode=255).kind == "cancelled"
     assert outcome.classify([PRELUDE, done("api", "delete-replaced")], returncode=-9).kind == "killed"
     assert "signal 9" in outcome.classify([PRELUDE], returncode=-9).detail
     assert outcome.classify([], returncode=255, stack_locked=True).kind == "locked"
