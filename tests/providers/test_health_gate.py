@@ -94,9 +94,38 @@ def test_connection_refused_reports_no_response(tmp_path: Path) -> None:
     assert "status: no response" in str(err.value)
 
 
+def _recorded(log: Path, outcome: str) -> None:
+    audit.append(
+        str(log),
+        action="deploy",
+        outcome=outcome,
+        from_image="none",
+        to_image="sha-1a2b3c4",
+        actor="tester",
+        reason="-",
+        stack="staging",
+    )
+
+
 def test_update_rechecks_only_when_what_it_guards_changed(tmp_path: Path) -> None:
-    p = props("http://127.0.0.1:1/health", tmp_path / "audit.log")
+    log = tmp_path / "audit.log"
+    _recorded(log, "success")  # the usual state: the chain's last move is this image passing its gate
+    p = props("http://127.0.0.1:1/health", log)
     gate = HealthGateProvider()
     assert not gate.diff("gate", {**p, "actor": "someone-else"}, p).changes
     assert gate.diff("gate", {**p, "targets": ["old-container"]}, p).changes
     assert gate.diff("gate", {**p, "image": "sha-5d6e7f8"}, p).changes
+
+
+def test_rechecks_an_image_the_chain_never_saw_pass(tmp_path: Path) -> None:
+    """A retry of an image whose gate failed changes no input, and must still be checked, not waved through."""
+    log = tmp_path / "audit.log"
+    p = props("http://127.0.0.1:1/health", log)
+    gate = HealthGateProvider()
+    assert gate.diff("gate", p, p).changes, "an empty chain proves nothing"
+    _recorded(log, "failure")
+    assert gate.diff("gate", p, p).changes
+    with pytest.raises(Exception) as err:
+        gate.update("gate", p, {**p, "timeout": 0.5})
+    assert "no audit entry was written: the running containers did not change" in str(err.value)
+    assert len(entries(log)) == 1, "a failed re-check of unchanged containers is no move to record"
