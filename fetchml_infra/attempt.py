@@ -12,6 +12,7 @@ import dataclasses
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from fetchml_infra import audit, history, host, lock, outcome, preflight
 from fetchml_infra.config import StackConfig
@@ -29,15 +30,24 @@ class Attempt:
     moved: bool  # a new app container runs the target image
     recorded: str  # the entry the CLI appended for it, if it had to
 
+    @property
+    def refused(self) -> bool:
+        """Stopped before it changed anything: another update's lock, or the program or a policy said no."""
+        return self.outcome.kind == "locked" or (self.outcome.kind == "refused" and not self.moved)
+
+
+def lock_path(stack: Stack) -> Path:
+    return stack.project_dir / ".state" / "locks" / f"{stack.name}.lock"
+
 
 @contextmanager
 def operating(stack: Stack, command: str, wait: float = 0.0) -> Iterator[None]:
     """The stack's operator lock for a whole procedure, first config read to last entry: one operator at a
     time, and stack config written only under it. A second operator is refused naming the holder."""
-    path = stack.project_dir / ".state" / "locks" / f"{stack.name}.lock"
+    holder = lock.this_process(command, current_actor())
     with ExitStack() as held:
         try:
-            held.enter_context(lock.operator_lock(path, stack.name, lock.this_process(command, current_actor()), wait))
+            held.enter_context(lock.operator_lock(lock_path(stack), stack.name, holder, wait))
         except lock.LockHeld as exc:
             raise OperatorError(str(exc)) from exc
         yield

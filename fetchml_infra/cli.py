@@ -138,14 +138,15 @@ def status(stack: StackOpt) -> None:
     except OperatorError as exc:
         fail(str(exc), exc.code)
     outputs = s.outputs()
-    required = cfg.compliance_mode if cfg.compliance_mode != "none" else None
-    polled = health.poll(cfg.health_url, expected_version=cfg.image, required_compliance=required, timeout=3)
+    polled = health.poll(
+        cfg.health_url, expected_version=cfg.image, required_compliance=cfg.required_compliance, timeout=3
+    )
     log = str(outputs.get("audit_log", s.audit_log(cfg)))
     verdict = audit.verify(log)
     apps = host.app_containers(cfg.name_prefix)
     last = history.last_entry(audit.entries(log), cfg.stack) if verdict.ok else None
     engine_locks = preflight.engine_locks(s)
-    operator = lock.current_holder(s.project_dir / ".state" / "locks" / f"{s.name}.lock")
+    operator = lock.current_holder(attempt.lock_path(s))
     table = Table("", "", title=f"stack {stack}", show_header=False)
     table.add_row("image (config)", cfg.image)
     table.add_row("image (deployed)", str(outputs.get("image", "-")))

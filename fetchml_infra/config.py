@@ -79,6 +79,11 @@ class StackConfig:
     minio_root_password: Secret
 
     @property
+    def required_compliance(self) -> str | None:
+        """The compliance_mode the health check must see, or None when the stack asks for none."""
+        return self.compliance_mode if self.compliance_mode != "none" else None
+
+    @property
     def api_image(self) -> str:
         return f"{self.api_repository}:{self.image}"
 

@@ -254,6 +254,12 @@ def running_image(apps: Mapping[str, AppContainer], replicas: int) -> str | None
     return tags.pop() if len(tags) == 1 and "" not in tags else None
 
 
+def images_other_than(apps: Mapping[str, AppContainer], image: str | None) -> list[str]:
+    """The images app containers run besides ``image`` (all of them for None), sorted: what a move that no
+    entry records left running."""
+    return sorted({c.image for c in apps.values() if c.image and c.image != image})
+
+
 def describe(apps: Mapping[str, AppContainer], replicas: int) -> str:
     """One line: 'api sha-1a2b3c4 (running), worker-1 missing, worker-2 sha-5d6e7f8 (stopped, extra)'."""
     parts = []

@@ -110,7 +110,7 @@ def check_recorded(cfg: StackConfig, log: str) -> None:
     if last is None:
         return
     apps = host.app_containers(cfg.name_prefix)
-    strays = sorted({c.image for c in apps.values() if c.image and c.image != last.to_image})
+    strays = host.images_other_than(apps, last.to_image)
     if strays:
         raise OperatorError(
             f"the app containers of stack '{cfg.stack}' run {', '.join(strays)} "

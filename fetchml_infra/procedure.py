@@ -12,12 +12,10 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from fetchml_infra import attempt, audit, health, history, host, review
-from fetchml_infra import preflight as preflight_checks
+from fetchml_infra import attempt, audit, health, history, host, preflight, review
 from fetchml_infra.attempt import Attempt
 from fetchml_infra.config import IMAGE_TAG, ConfigError, StackConfig
 from fetchml_infra.gate import current_actor
-from fetchml_infra.preflight import preflight
 from fetchml_infra.workspace import OperatorError, Policy, Stack, image_present, queue_state
 
 EXIT_OK = 0
@@ -61,7 +59,7 @@ def deploy(stack: Stack, image: str, reason: str, allow_denied: bool, say: Say) 
     cfg = load_config(stack, image=image, deniedImages=json.dumps(denied))
     actor = current_actor()
     say(f"deploy {image} to stack '{stack.name}' (was {current.image})")
-    preflight(stack, cfg, say)
+    preflight.preflight(stack, cfg, say)
     if denied != list(current.denied_images):
         stack.set(deniedImages=json.dumps(denied))
     action, _ = history.classify(audit.entries(stack.audit_log(cfg)), cfg.stack, image)
@@ -112,10 +110,9 @@ def _after_failed_infrastructure(
     """Not a verdict on the image: never deny it. When the old app is gone, bring the previous image back."""
     found = tried.outcome
     _explain(stack, cfg, tried, say)
-    if found.kind == "locked":
-        say(f"  another update holds stack '{stack.name}'; run again when it has finished")
-        return EXIT_REFUSED
-    if found.kind == "refused" and not tried.moved:
+    if tried.refused:
+        if found.kind == "locked":
+            say(f"  another update holds stack '{stack.name}'; run again when it has finished")
         return EXIT_REFUSED
     if found.kind in ("killed", "cancelled", "audit-failed"):
         say(f"  the stack needs reconciling: fetchml-infra recover --stack {stack.name}")
@@ -126,7 +123,7 @@ def _after_failed_infrastructure(
         return EXIT_FAILED
     say(f"  {cfg.image} never ran; restoring {current.image} (not a verdict on {cfg.image}, so it is not denied)")
     reason = f"restore after {found.kind} of {cfg.image}: {found.detail}"
-    back = attempt.up(stack, current, cfg.image, "rollback", actor, reason[: attempt.MAX_REASON], say)
+    back = attempt.up(stack, current, cfg.image, "rollback", actor, reason, say)
     if back.outcome.ok:
         say(f"restored {current.image} on '{stack.name}'; fix the cause above and deploy {cfg.image} again")
         return EXIT_ROLLED_BACK
@@ -151,11 +148,11 @@ def rollback(stack: Stack, to: str | None, reason: str, say: Say) -> int:
         raise OperatorError(f"--to: {to} is already the deployed image of stack '{stack.name}'")
     cfg = load_config(stack, image=to)
     say(f"rollback stack '{stack.name}' from {current.image} to {to} (reason: {reason})")
-    preflight(stack, cfg, say)
+    preflight.preflight(stack, cfg, say)
     tried = attempt.up(stack, cfg, current.image, "rollback", current_actor(), reason, say)
     if not tried.outcome.ok:
         _explain(stack, cfg, tried, say)
-        if tried.outcome.kind in ("locked", "refused") and not tried.moved:
+        if tried.refused:
             return EXIT_REFUSED
         say(f"  rollback to {to} failed; fix the cause, then run: fetchml-infra recover --stack {stack.name}")
         return EXIT_FAILED
@@ -169,7 +166,7 @@ def rollback(stack: Stack, to: str | None, reason: str, say: Say) -> int:
 def post_rollback_checks(stack: Stack, cfg: StackConfig) -> list[Check]:
     """The procedure's post-rollback actions that a machine can do: health, queue state, audit chain."""
     outputs = stack.outputs()
-    required = cfg.compliance_mode if cfg.compliance_mode != "none" else None
+    required = cfg.required_compliance
     polled = health.poll(
         cfg.health_url,
         expected_version=cfg.image,
@@ -189,7 +186,7 @@ def post_rollback_checks(stack: Stack, cfg: StackConfig) -> list[Check]:
     except Exception as exc:  # a check that cannot run is reported, not hidden
         checks.append(Check("queue state", False, f"Redis did not answer: {exc}"))
     log = stack.audit_log(cfg)
-    verdict = audit.verify(log, *preflight_checks.recorded_head(outputs), allow_longer=True)
+    verdict = audit.verify(log, *preflight.recorded_head(outputs), allow_longer=True)
     detail = f"{verdict.length} entries, head {verdict.head[:12]}" if verdict.ok else verdict.detail
     checks.append(Check("audit chain", verdict.ok, detail))
     return checks

@@ -85,7 +85,7 @@ def _clear_pending(stack: Stack, cfg: StackConfig, say: Say) -> None:
 def _record_unrecorded(cfg: StackConfig, log: str, say: Say) -> None:
     apps = host.app_containers(cfg.name_prefix)
     last = history.last_entry(audit.entries(log), cfg.stack)
-    strays = sorted({c.image for c in apps.values() if c.image and (last is None or c.image != last.to_image)})
+    strays = host.images_other_than(apps, last.to_image if last else None)
     if not strays:
         return
     image = strays[0]
@@ -93,7 +93,7 @@ def _record_unrecorded(cfg: StackConfig, log: str, say: Say) -> None:
     polled = health.poll(
         cfg.health_url,
         expected_version=image,
-        required_compliance=cfg.compliance_mode if cfg.compliance_mode != "none" else None,
+        required_compliance=cfg.required_compliance,
         timeout=min(cfg.health_timeout_seconds, 15),
     )
     healthy = running == image and polled.verdict.healthy
@@ -126,13 +126,6 @@ def _vanished(cfg: StackConfig, deployment: Mapping[str, Any]) -> tuple[str, ...
     )
 
 
-def _last_passed(log: str, stack: str) -> str | None:
-    passed = [
-        e for e in audit.entries(log) if e.stack == stack and e.action in history.MOVES and e.outcome == "success"
-    ]
-    return passed[-1].to_image if passed else None
-
-
 def recover(stack: Stack, load: Callable[..., StackConfig], say: Say) -> int:
     """Returns the exit code: 0 when the stack ends healthy and consistent, 4 when the app could not be brought
     back (the message says why)."""
@@ -148,7 +141,8 @@ def recover(stack: Stack, load: Callable[..., StackConfig], say: Say) -> int:
     log = stack.audit_log(cfg)
     audit.require_appendable(log)
     _record_unrecorded(cfg, log, say)
-    target = _last_passed(log, cfg.stack) or cfg.image
+    passed = history.last_passed(audit.entries(log), cfg.stack)
+    target = passed.to_image if passed else cfg.image
     running = host.running_image(host.app_containers(cfg.name_prefix), cfg.worker_replicas)
     vanished = _vanished(cfg, stack.deployment())
     if running == target and stack.outputs().get("image") == target and not vanished:

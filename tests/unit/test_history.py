@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fetchml_infra.history import classify, last_entry, parse_history, rollback_target, update_message
+from fetchml_infra.history import (
+    classify,
+    last_entry,
+    last_passed,
+    parse_history,
+    rollback_target,
+    update_message,
+)
 
 
 def row(image: str | None, result: str = "succeeded", kind: str = "update", message: str = "") -> dict[str, object]:
@@ -85,6 +92,18 @@ def test_other_stacks_and_adoption_entries_are_ignored() -> None:
     last = last_entry(chain, "prod")
     assert last is not None and last.to_image == "sha-1a2b3c4"
     assert last_entry(chain, "dev") is None
+
+
+def test_last_passed_skips_failures_other_stacks_and_adoption() -> None:
+    chain = [
+        E("adopt", "success", "", "staging"),
+        E("deploy", "success", "sha-1a2b3c4", "staging"),
+        E("deploy", "success", "sha-5d6e7f8", "prod"),
+        E("deploy", "failure", "sha-9c0ffee", "staging"),
+    ]
+    passed = last_passed(chain, "staging")
+    assert passed is not None and passed.to_image == "sha-1a2b3c4"
+    assert last_passed(chain, "dev") is None
 
 
 def test_history_rows_label_plain_pulumi_up_rollbacks() -> None:

@@ -189,3 +189,10 @@ def test_engine_problem_without_a_docker_client(monkeypatch: pytest.MonkeyPatch)
     assert host.engine_problem() == (
         "the Docker engine does not answer: the docker client is not on PATH; run scripts/bootstrap"
     )
+
+
+def test_images_other_than_what_the_chain_last_recorded() -> None:
+    mixed = apps(app("api", "sha-5d6e7f8"), app("worker-1"), AppContainer("fx-worker-2", "w2", "", True))
+    assert host.images_other_than(mixed, "sha-1a2b3c4") == ["sha-5d6e7f8"]
+    assert host.images_other_than(mixed, None) == ["sha-1a2b3c4", "sha-5d6e7f8"]
+    assert host.images_other_than(apps(app("api")), "sha-1a2b3c4") == []
