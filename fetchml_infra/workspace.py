@@ -13,7 +13,7 @@ import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from pulumi import automation as auto
 
@@ -32,24 +32,6 @@ QUEUE_KEYS = {
 PROTECTED_REFUSAL = re.compile(
     r'unable to (replace|delete) resource "([^"]+)"\s+as it is currently marked for protection'
 )
-
-
-T = TypeVar("T")
-
-
-def retry_torn_event_log(run: Callable[[], T], attempts: int = 3) -> T:
-    """Run an Automation API preview again when its event-log reader died.
-
-    The 3.61 Automation API tails the engine's event log, and its reader thread dies on a line it catches
-    half-written, which surfaces as "summary event never found"; nothing ran twice, so running again is safe.
-    """
-    for attempt in range(1, attempts + 1):
-        try:
-            return run()
-        except RuntimeError as exc:
-            if "summary event never found" not in str(exc) or attempt == attempts:
-                raise
-    raise AssertionError("unreachable")
 
 
 def project_home() -> Path:

@@ -19,10 +19,9 @@ import pytest
 from pulumi import automation as auto
 
 from fetchml_infra.offline import REPO_ROOT
-from fetchml_infra.workspace import retry_torn_event_log
 from tests import dockerhost
 from tests.conftest import images
-from tests.e2e.project import Project, make_project, throwaway
+from tests.e2e.project import Project, make_project, retry_torn_event_log, throwaway
 
 pytestmark = pytest.mark.e2e
 

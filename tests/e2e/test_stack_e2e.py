@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 from pulumi import automation as auto
 
-from fetchml_infra.workspace import retry_torn_event_log
 from tests import dockerhost
-from tests.e2e.project import Project, throwaway
+from tests.e2e.project import Project, retry_torn_event_log, throwaway
 
 pytestmark = pytest.mark.e2e
 A, B = "sha-1a2b3c4", "sha-5d6e7f8"
