@@ -89,9 +89,27 @@ def engine_of(cli_pid: int, timeout: float = 60) -> int:
     return found[0]
 
 
+def deploy_in_background(
+    p: Project, image: str, *args: str
+) -> tuple[subprocess.Popen[str], int, dict[str, str | None]]:
+    """Start `fetchml-infra deploy`; returns the CLI, its engine's pid and the app container ids before."""
+    old = app_ids(p)
+    cli = start_cli(p, "deploy", "--image", image, *args)
+    return cli, engine_of(cli.pid), old
+
+
+def until_old_api_gone(p: Project, old: dict[str, str | None], step: float = 0.005) -> None:
+    """Wait for the moment between the API's delete and its create (or just after the create)."""
+    wait_for(lambda: container_id(f"{p.prefix}-api") != old["api"], 120, "the old API to go", step=step)
+
+
 def freeze(pid: int) -> None:
     """Stop the engine and everything in its session (language host, providers) where they stand."""
     os.killpg(os.getpgid(pid), signal.SIGSTOP)
+
+
+def thaw(pid: int) -> None:
+    os.killpg(os.getpgid(pid), signal.SIGCONT)
 
 
 def kill_frozen_engine(pid: int) -> None:
