@@ -171,11 +171,11 @@ class AuditEntryProvider(ResourceProvider):
         entry = _record(props, "success", props["reason"] or "-")
         head, length = audit.head(log)
         if entry is None:  # the chain already ends at this image: nothing moved, nothing to record
-            last = (olds or {}).get
+            kept = olds or {}
             return {
                 **props,
-                "entry": last("entry") or "",
-                "action": last("action") or "none",
+                "entry": kept.get("entry") or "",
+                "action": kept.get("action") or "none",
                 "head": head,
                 "length": length,
             }
