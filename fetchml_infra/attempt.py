@@ -60,9 +60,11 @@ def no_verdict_reason(found: Outcome, image: str) -> str:
 
 
 def moved_to(image: str, before: Mapping[str, host.AppContainer], after: Mapping[str, host.AppContainer]) -> bool:
-    """A new container runs ``image``: the running image changed. Containers that were only removed, or
-    replaced by others of the same image, are no move to record."""
-    return any(c.image == image and (role not in before or before[role].id != c.id) for role, c in after.items())
+    """A new container has run ``image``: the running image changed. Containers that were only removed, replaced
+    by others of the same image, or created but never started (a create cut short) are no move to record."""
+    return any(
+        c.image == image and c.started and (role not in before or before[role].id != c.id) for role, c in after.items()
+    )
 
 
 def up(

@@ -221,6 +221,7 @@ class AppContainer:
     id: str
     image: str  # its FETCHML_VERSION ("" if it has none)
     running: bool
+    started: bool = True  # it has run at least once (a create cut short leaves one that never did)
 
 
 def app_containers(prefix: str) -> dict[str, AppContainer]:
@@ -235,7 +236,8 @@ def app_containers(prefix: str) -> dict[str, AppContainer]:
         version = next((v for k, _, v in env if k == "FETCHML_VERSION"), "")
         state = o.get("State") or {}
         running = bool(state.get("Running")) and not state.get("Restarting")
-        apps[m.group(1)] = AppContainer(m.group(0), str(o["Id"]), version, running)
+        started = not str(state.get("StartedAt") or "0001-").startswith("0001-")
+        apps[m.group(1)] = AppContainer(m.group(0), str(o["Id"]), version, running, started)
     return apps
 
 
@@ -254,10 +256,18 @@ def running_image(apps: Mapping[str, AppContainer], replicas: int) -> str | None
     return tags.pop() if len(tags) == 1 and "" not in tags else None
 
 
+def orphans(apps: Mapping[str, AppContainer], managed_ids: set[str]) -> list[AppContainer]:
+    """App containers an interrupted update created for this stack but never recorded: the stack's names, a
+    FetchML image (it carries FETCHML_VERSION), unknown to the state. The provider connects networks after
+    the create, so a create cut short can sit on any network. A stray container of someone else's with a
+    clashing name carries no FetchML version: that stays a name conflict and is never removed."""
+    return [c for c in apps.values() if c.id not in managed_ids and c.image]
+
+
 def images_other_than(apps: Mapping[str, AppContainer], image: str | None) -> list[str]:
-    """The images app containers run besides ``image`` (all of them for None), sorted: what a move that no
-    entry records left running."""
-    return sorted({c.image for c in apps.values() if c.image and c.image != image})
+    """The images app containers have run besides ``image`` (all of them for None), sorted: what a move that no
+    entry records left behind. A container that never started ran nothing."""
+    return sorted({c.image for c in apps.values() if c.image and c.started and c.image != image})
 
 
 def describe(apps: Mapping[str, AppContainer], replicas: int) -> str:

@@ -87,6 +87,22 @@ def check_audit(log: str, outputs: Mapping[str, Any], say: Say) -> None:
     say("  ok  audit log can be appended to")
 
 
+def orphans(cfg: StackConfig, deployment: Mapping[str, Any]) -> list[host.AppContainer]:
+    """App containers an interrupted update left behind, unknown to the state (see host.orphans)."""
+    managed = host.managed(deployment)["container"]
+    return host.orphans(host.app_containers(cfg.name_prefix), managed)
+
+
+def check_orphans(cfg: StackConfig, deployment: Mapping[str, Any]) -> None:
+    found = orphans(cfg, deployment)
+    if found:
+        names = ", ".join(f"{c.name} ({c.id[:12]}, {c.image})" for c in found)
+        raise OperatorError(
+            f"container(s) {names} were created for stack '{cfg.stack}' by an update that did not finish, and "
+            f"the state does not know them. {recover_hint(cfg.stack)}"
+        )
+
+
 def check_host(cfg: StackConfig, deployment: Mapping[str, Any], say: Say) -> None:
     needs = host.needs(cfg)
     managed = host.managed(deployment)
@@ -134,6 +150,7 @@ def preflight(stack: Stack, cfg: StackConfig, say: Say) -> None:
     require_unlocked(stack)
     deployment = stack.deployment()
     check_pending(stack, deployment)
+    check_orphans(cfg, deployment)
     check_images(cfg, say)
     log = stack.audit_log(cfg)
     check_audit(log, stack.outputs(), say)

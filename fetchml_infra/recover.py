@@ -2,10 +2,11 @@
 and the running app back into one story, appending what happened and editing nothing.
 
     1. a stale engine lock (its holder provably gone) is removed; a live one refuses;
-    2. pending operations are cleared; an app container created by the cut-off step is removed;
-    3. refresh: the state learns which containers really exist;
-    4. a move no entry records (containers run an image the chain's last move is not to) is appended, with
+    2. a move no entry records (containers run an image the chain's last move is not to) is appended, with
        `reason=recovered: ...`, success only if the health check passes now;
+    3. an app container an interrupted create left behind (unknown to the state) is removed; pending
+       operations are cleared;
+    4. refresh: the state learns which containers really exist;
     5. the app converges on the newest image that passed its gate (gated, recorded like any move).
 
 And the disagreements `status` shows (pure).
@@ -52,28 +53,18 @@ def _clear_locks(stack: Stack, say: Say) -> None:
         say(f"  removed the engine lock left by {held.describe()} (that process is gone)")
 
 
-def _orphans(deployment: Mapping[str, Any]) -> list[str]:
-    """App containers a cut-off create may have started: named in a pending create, unknown to the state."""
-    names = []
-    for op in deployment.get("pending_operations") or []:
-        res = op.get("resource", {})
-        name = outcome.resource_name(str(res.get("urn", "")))
-        if op.get("type") == "creating" and outcome.role(name) == "app" and "container" in str(res.get("type")):
-            names.append(str((res.get("inputs") or {}).get("name", "")))
-    return [n for n in names if n]
+def _remove_orphans(cfg: StackConfig, deployment: Mapping[str, Any], say: Say) -> None:
+    """A create cut short (killed, or cancelled while the provider was creating) can leave a container the
+    state never learned of; its name then blocks the stack's own create."""
+    for c in preflight.orphans(cfg, deployment):
+        host.remove_container(c.id)
+        say(f"  removed container {c.name} ({c.id[:12]}): created by an interrupted update, unknown to the state")
 
 
-def _clear_pending(stack: Stack, cfg: StackConfig, say: Say) -> None:
-    deployment = stack.deployment()
+def _clear_pending(stack: Stack, deployment: dict[str, Any], say: Say) -> None:
     pending = deployment.get("pending_operations") or []
     if not pending:
         return
-    managed = host.managed(deployment)["container"]
-    orphans = set(_orphans(deployment))
-    for c in host.app_containers(cfg.name_prefix).values():
-        if c.name in orphans and c.id not in managed:
-            host.remove_container(c.id)
-            say(f"  removed container {c.name} ({c.id[:12]}): created by the cut-off update, unknown to the state")
     deployment["pending_operations"] = []
     stack.import_deployment(deployment)
     ops = ", ".join(
@@ -131,16 +122,19 @@ def recover(stack: Stack, load: Callable[..., StackConfig], say: Say) -> int:
     back (the message says why)."""
     say(f"recover stack '{stack.name}':")
     cfg = load()
+    log = stack.audit_log(cfg)
+    audit.require_appendable(log)
     _clear_locks(stack, say)
-    _clear_pending(stack, cfg, say)
+    # What ran is recorded before anything is removed: an orphan that ran the new image was a move too.
+    _record_unrecorded(cfg, log, say)
+    deployment = stack.deployment()
+    _remove_orphans(cfg, deployment, say)
+    _clear_pending(stack, deployment, say)
     refreshed = stack.refresh(on_output=lambda _line: None)
     if not refreshed.ok:
         found = outcome.classify(refreshed.events, returncode=refreshed.returncode)
         raise OperatorError(f"refresh failed ({found.kind}: {found.detail}); fix that, then run recover again", code=4)
     say("  refreshed the state from the Docker engine")
-    log = stack.audit_log(cfg)
-    audit.require_appendable(log)
-    _record_unrecorded(cfg, log, say)
     passed = history.last_passed(audit.entries(log), cfg.stack)
     target = passed.to_image if passed else cfg.image
     running = host.running_image(host.app_containers(cfg.name_prefix), cfg.worker_replicas)

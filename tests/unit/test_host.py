@@ -196,3 +196,15 @@ def test_images_other_than_what_the_chain_last_recorded() -> None:
     assert host.images_other_than(mixed, "sha-1a2b3c4") == ["sha-5d6e7f8"]
     assert host.images_other_than(mixed, None) == ["sha-1a2b3c4", "sha-5d6e7f8"]
     assert host.images_other_than(apps(app("api")), "sha-1a2b3c4") == []
+
+
+def test_orphans_are_only_this_stacks_unrecorded_app_containers() -> None:
+    cut_off = AppContainer("fx-worker-1", "new", "sha-5d6e7f8", False, started=False)
+    managed = AppContainer("fx-api", "api-id", "sha-1a2b3c4", True)
+    strangers = AppContainer("fx-worker-2", "w2", "", True)  # someone's redis with a clashing name
+    assert host.orphans(apps(cut_off, managed, strangers), {"api-id"}) == [cut_off]
+
+
+def test_a_container_that_never_started_ran_no_image() -> None:
+    never = AppContainer("fx-api", "new", "sha-5d6e7f8", False, started=False)
+    assert host.images_other_than(apps(never, app("worker-1")), "sha-1a2b3c4") == []

@@ -98,3 +98,5 @@ def test_a_move_is_a_new_container_on_the_target_image() -> None:
     assert not moved_to("sha-b", old, old)
     assert moved_to("sha-b", old, {"api": AppContainer("p-api", "3", "sha-b", True)})
     assert not moved_to("sha-a", old, {"api": AppContainer("p-api", "1", "sha-a", True)})
+    never_started = {"api": AppContainer("p-api", "3", "sha-b", False, started=False)}
+    assert not moved_to("sha-b", old, never_started), "a create cut short ran nothing"
