@@ -117,6 +117,9 @@ def _after_failed_infrastructure(
     if found.kind in ("killed", "cancelled", "audit-failed"):
         say(f"  the stack needs reconciling: fetchml-infra recover --stack {stack.name}")
         return EXIT_FAILED
+    if current.image == cfg.image:
+        say(f"  there is no earlier image to restore; {cfg.image} is not denied: fix the cause and deploy it again")
+        return EXIT_FAILED
     running = host.running_image(host.app_containers(cfg.name_prefix), current.worker_replicas)
     if running == current.image:
         say(f"  the app still runs {current.image}; {cfg.image} is not denied")
