@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import socket
 import threading
 import time
@@ -85,7 +86,22 @@ def serve(script: Script, *, start_after: float = 0.0, port: int = 0) -> Iterato
             holder["server"].server_close()
 
 
+_GIVEN: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port on 127.0.0.1 that is free now, below the kernel's ephemeral range (32768 and up by default), so
+    the outgoing connections of the engine and the tests cannot take it before a container publishes it;
+    never the same port twice in one run."""
+    for _ in range(1000):
+        port = random.randint(20000, 32000)
+        if port in _GIVEN:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _GIVEN.add(port)
+        return port
+    raise RuntimeError("no free port on 127.0.0.1 between 20000 and 32000")
