@@ -35,6 +35,18 @@ def container_id(name: str) -> str | None:
     return None if found is None else str(found["Id"])
 
 
+def ran(p: Project, image: str) -> bool:
+    """Has any app container of the stack started with ``image`` (a created-but-never-started one ran nothing)?"""
+    for name in ("api", "worker-1"):
+        found = docker_api(f"/containers/{p.prefix}-{name}/json")
+        if found is None:
+            continue
+        started = not str(found["State"].get("StartedAt", "0001-")).startswith("0001-")
+        if started and f"FETCHML_VERSION={image}" in (found["Config"].get("Env") or []):
+            return True
+    return False
+
+
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str, step: float = 0.005) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -117,6 +129,16 @@ def kill_frozen_engine(pid: int) -> None:
     group = os.getpgid(pid)
     os.kill(pid, signal.SIGKILL)
     os.killpg(group, signal.SIGCONT)
+
+
+def stop_dockerd() -> None:
+    subprocess.run(["pkill", "-TERM", "-x", "dockerd"], check=True)
+    wait_for(lambda: subprocess.run(["pgrep", "-x", "dockerd"]).returncode != 0, 60, "dockerd to stop", step=0.2)
+
+
+def start_dockerd() -> None:
+    """The project's own script starts it again, as bootstrap does."""
+    subprocess.run(["scripts/docker-engine.sh"], cwd=Path(__file__).parents[2], check=True, capture_output=True)
 
 
 def serving(p: Project) -> str | None:
