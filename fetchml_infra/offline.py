@@ -43,32 +43,49 @@ def cache_home(env: Mapping[str, str]) -> Path:
     return Path(env.get("HOME", str(Path.home()))) / ".cache" / "fetchml-infra"
 
 
+def plugin_cache(env: Mapping[str, str]) -> Path:
+    """Pulumi's plugin cache, where bootstrap installs the docker provider: $PULUMI_HOME/plugins."""
+    return Path(env.get("PULUMI_HOME") or Path(env.get("HOME", str(Path.home()))) / ".pulumi") / "plugins"
+
+
 def toolchain_dirs(env: Mapping[str, str], versions: Mapping[str, str] | None = None) -> dict[str, Path]:
     """The versioned directories bootstrap builds into; a new version is a new directory."""
     v = dict(versions) if versions is not None else read_versions()
     root = cache_home(env) / "toolchain"
     return {
-        "pulumi": root / f"pulumi-v{v['PULUMI_PKG_VERSION']}-lang-python-v{v['PULUMI_SDK_VERSION']}",
+        "pulumi": root / f"pulumi-v{v['PULUMI_VERSION']}",
+        "pulumi-oldest": root / f"pulumi-v{v['PULUMI_OLDEST_VERSION']}",
+        "python-host": root / f"pulumi-language-python-v{v['PULUMI_PYTHON_HOST_VERSION']}",
         "docker": root / f"pulumi-resource-docker-v{v['DOCKER_PROVIDER_VERSION']}",
         "actionlint": root / f"actionlint-v{v['ACTIONLINT_VERSION']}",
     }
 
 
-def environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
+def path_front(dirs: Mapping[str, Path], cli: str = "pulumi") -> list[Path]:
+    """The directories put before the caller's PATH. The built CLI (with the language host beside it) comes
+    first only when bootstrap built it: a user's own Pulumi of a supported version is used as it is, with
+    the host it ships. ``cli="pulumi-oldest"`` selects the oldest supported CLI instead (the smoke tests).
+    The docker provider is not on PATH: bootstrap installs it in Pulumi's plugin cache, where the engine
+    takes it without a warning."""
+    built = [dirs[cli]] if (dirs[cli] / ".complete").is_file() else []
+    return [*built, dirs["actionlint"], REPO_ROOT / ".venv" / "bin"]
+
+
+def environment(base: Mapping[str, str] | None = None, cli: str = "pulumi") -> dict[str, str]:
     """The offline settings layered under ``base`` (default: os.environ); values in ``base`` win."""
     env = dict(os.environ if base is None else base)
     dirs = toolchain_dirs(env)
-    venv_bin = REPO_ROOT / ".venv" / "bin"
-    front = [*(str(d) for d in dirs.values()), str(venv_bin)]
-    rest = [p for p in env.get("PATH", "/usr/local/bin:/usr/bin:/bin").split(os.pathsep) if p not in front]
+    front = [str(d) for d in path_front(dirs, cli)]
+    ours = {str(d) for d in dirs.values()}
+    rest = [p for p in env.get("PATH", "/usr/local/bin:/usr/bin:/bin").split(os.pathsep) if p not in ours | set(front)]
     env["PATH"] = os.pathsep.join(front + rest)
     env.setdefault("PULUMI_BACKEND_URL", f"file://{REPO_ROOT / '.state' / 'backend'}")
     if "PULUMI_CONFIG_PASSPHRASE_FILE" not in env:
         env.setdefault("PULUMI_CONFIG_PASSPHRASE", DEV_PASSPHRASE)
     env.setdefault("PULUMI_SKIP_UPDATE_CHECK", "true")
     env.setdefault("PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION", "true")
-    # bootstrap pins the CLI to the SDK's version; skipping the Automation API's own `pulumi version` run
-    # takes a process start off every CLI command.
+    # The CLI checks the engine's version once itself (fetchml_infra.engine.require_supported); skipping
+    # the Automation API's own `pulumi version` run takes a process start off every command.
     env.setdefault("PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK", "true")
     return env
 

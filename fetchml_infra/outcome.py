@@ -58,6 +58,12 @@ class Outcome:
         return tuple(n for n in self.changed if _APP.fullmatch(n))
 
 
+def is_provider(metadata: Mapping[str, Any]) -> bool:
+    """A provider resource (``pulumi:providers:*``): the engine's own bookkeeping, never an app change. Current
+    CLIs plan an update of the dynamic providers' default provider whenever stack config changes."""
+    return str(metadata.get("type", "")).startswith("pulumi:providers:")
+
+
 def resource_name(urn: str) -> str:
     return urn.rsplit("::", 1)[-1] if urn else ""
 
@@ -123,7 +129,7 @@ def classify(
     changed = tuple(
         resource_name(str(o.get("metadata", {}).get("urn", "")))
         for o in _of(events, "resOutputsEvent")
-        if o.get("metadata", {}).get("op") in _CHANGED
+        if o.get("metadata", {}).get("op") in _CHANGED and not is_provider(o.get("metadata", {}))
     )
     if returncode == 0:
         return Outcome("succeeded", None, "", changed)

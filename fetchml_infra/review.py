@@ -5,11 +5,19 @@ engine's events (fetchml_infra.cli.preview) and renders them here.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
+
+from fetchml_infra.outcome import is_provider, one_line, resource_name
 
 MARKER = "<!-- fetchml-infra-preview -->"
 REPLACING = ("replace", "create-replacement", "delete-replaced")
 CONTAINER = "docker:index/container:Container"
+PROTECTED_REFUSAL = re.compile(
+    r'unable to (replace|delete) resource "([^"]+)"\s+as it is currently marked for protection'
+)
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,43 @@ class Review:
     def touched_protected(self) -> list[str]:
         """Protected resources that the plan would replace, delete, or unprotect."""
         return sorted({s.name for s in self.steps if s.protected and (s.op in (*REPLACING, "delete") or s.unprotects)})
+
+
+def plan(events: Sequence[Mapping[str, Any]]) -> tuple[list[Step], list[str]]:
+    """The steps a preview's engine events plan (not 'same' or 'read', not provider bookkeeping), and the
+    errors it reported: error diagnostics and mandatory policy violations, each one line."""
+    steps: list[Step] = []
+    errors: list[str] = []
+    for event in events:
+        pre = event.get("resourcePreEvent")
+        if isinstance(pre, Mapping):
+            m = pre.get("metadata") or {}
+            if m.get("op") not in ("same", "read") and not is_provider(m):
+                old, new = m.get("old") or {}, m.get("new")
+                was = bool(old.get("protect"))
+                steps.append(
+                    Step(
+                        op=str(m.get("op")),
+                        name=resource_name(str(m.get("urn", ""))),
+                        type=str(m.get("type", "")),
+                        protected=was or bool(new and new.get("protect")),
+                        unprotects=was and new is not None and not new.get("protect"),
+                    )
+                )
+        diag = event.get("diagnosticEvent")
+        if isinstance(diag, Mapping) and diag.get("severity") == "error":
+            message = str(diag.get("message", ""))
+            errors.append(one_line(message))
+            # The engine refuses to plan a step on a protected resource, so it has no pre-event: take the
+            # step from the refusal itself.
+            for op, urn in PROTECTED_REFUSAL.findall(message):
+                kind = urn.rsplit("::", 2)[-2].rsplit("$", 1)[-1]
+                steps.append(Step(op=op, name=resource_name(urn), type=kind, protected=True))
+        policy = event.get("policyEvent")
+        if isinstance(policy, Mapping) and policy.get("enforcementLevel") == "mandatory":
+            where = resource_name(str(policy.get("resourceUrn") or "")) or "the stack"
+            errors.append(f"policy {policy.get('policyName')} ({where}): {one_line(str(policy.get('message')))}")
+    return steps, [e for e in errors if e]
 
 
 def render(review: Review, markdown: bool = False) -> str:

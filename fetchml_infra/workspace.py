@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
@@ -17,7 +16,7 @@ from typing import Any
 
 from pulumi import automation as auto
 
-from fetchml_infra import engine, history, review
+from fetchml_infra import engine, history, review, toolchain
 from fetchml_infra.config import PROJECT, StackConfig, parse, split_project_keys
 from fetchml_infra.offline import REPO_ROOT
 
@@ -27,11 +26,6 @@ QUEUE_KEYS = {
     "failed": ("llen", "fetchml:queue:failed"),
     "done": ("scard", "fetchml:jobs:done"),
 }
-
-
-PROTECTED_REFUSAL = re.compile(
-    r'unable to (replace|delete) resource "([^"]+)"\s+as it is currently marked for protection'
-)
 
 
 def project_home() -> Path:
@@ -52,14 +46,17 @@ class Policy:
     """The fetchml-safety policy pack (policy/) and its config, run on every CLI preview and up."""
 
     allow_public_bind: bool
-    pack: Path = REPO_ROOT / "policy"
 
     def args(self) -> list[str]:
-        return ["--policy-pack", str(self.pack), "--policy-pack-config", self.write_config()]
+        try:
+            pack = toolchain.policy_pack(toolchain.cli_version())
+        except RuntimeError as exc:
+            raise OperatorError(str(exc)) from exc
+        return ["--policy-pack", pack, "--policy-pack-config", self.write_config()]
 
     def write_config(self) -> str:
         """The pack's config as the engine takes it: a JSON file (written under .state/)."""
-        config = self.pack.parent / ".state" / "policy-config" / f"allow-public-bind-{self.allow_public_bind}.json"
+        config = REPO_ROOT / ".state" / "policy-config" / f"allow-public-bind-{self.allow_public_bind}.json"
         config.parent.mkdir(parents=True, exist_ok=True)
         config.write_text(json.dumps({"loopback-ports": {"allowPublicBind": self.allow_public_bind}}))
         return str(config)
@@ -134,43 +131,12 @@ class Stack:
         state.deployment = deployment
         self._stack.import_stack(state)
 
-    def preview_events(self, policy: Policy) -> tuple[list[auto.EngineEvent], str | None]:
-        """The engine events of one `pulumi preview`, and its error text if it failed."""
-        run = self.run(["preview", *policy.args()], on_output=lambda _line: None)
-        events = [auto.EngineEvent.from_json(e) for e in run.events]
-        if run.ok:
-            return events, None
-        return events, (run.stderr.strip().splitlines() or [f"pulumi preview: exit {run.returncode}"])[-1]
-
     def preview_steps(self, policy: Policy) -> tuple[list[review.Step], list[str]]:
         """The steps `pulumi preview` plans (other than 'same'), and the errors it reported, if it failed."""
-        events, failure = self.preview_events(policy)
-        steps: list[review.Step] = []
-        errors: list[str] = []
-        for event in events:
-            pre = event.resource_pre_event
-            if pre is not None and pre.metadata.op.value not in ("same", "read"):
-                m = pre.metadata
-                was = bool(m.old and m.old.protect)
-                steps.append(
-                    review.Step(
-                        op=m.op.value,
-                        name=m.urn.rsplit("::", 1)[1],
-                        type=m.type,
-                        protected=was or bool(m.new and m.new.protect),
-                        unprotects=was and m.new is not None and not m.new.protect,
-                    )
-                )
-            diag = event.diagnostic_event
-            if diag is not None and diag.severity == "error":
-                errors.append(diag.message.strip())
-                # The engine refuses to plan a step on a protected resource, so it has no pre-event: take
-                # the step from the refusal itself.
-                for op, urn in PROTECTED_REFUSAL.findall(diag.message):
-                    kind = urn.rsplit("::", 2)[-2].rsplit("$", 1)[-1]
-                    steps.append(review.Step(op=op, name=urn.rsplit("::", 1)[1], type=kind, protected=True))
-        if failure and not errors:
-            errors.append(failure)
+        run = self.run(["preview", *policy.args()], on_output=lambda _line: None)
+        steps, errors = review.plan(run.events)
+        if not run.ok and not errors:
+            errors.append((run.stderr.strip().splitlines() or [f"pulumi preview: exit {run.returncode}"])[-1])
         return steps, errors
 
     def protected(self) -> list[str]:

@@ -6,12 +6,14 @@ names the missing piece and the command that installs it.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
-from fetchml_infra import offline
+from fetchml_infra import offline, toolchain
 from fetchml_infra.offline import read_versions
 
 offline.apply()
@@ -24,15 +26,23 @@ def images() -> dict[str, str]:
 
 
 def _missing_pieces() -> list[str]:
-    versions = read_versions()
     missing = []
-    for program in ("pulumi", "pulumi-language-python", "pulumi-resource-pulumi-python", "pulumi-resource-docker"):
-        if shutil.which(program) is None:
-            missing.append(f"{program} is not on PATH")
-    if shutil.which("pulumi"):
-        seen = subprocess.run(["pulumi", "version"], capture_output=True, text=True).stdout.strip()
-        if seen != f"v{versions['PULUMI_PKG_VERSION']}":
-            missing.append(f"pulumi version: expected v{versions['PULUMI_PKG_VERSION']}, saw {seen!r}")
+    where = shutil.which("pulumi")
+    if where is None:
+        missing.append("pulumi is not on PATH")
+    else:
+        beside = Path(where).resolve().parent
+        for program in ("pulumi-language-python", "pulumi-resource-pulumi-python"):
+            if not (beside / program).is_file() and shutil.which(program) is None:
+                missing.append(f"{program} is neither beside {where} nor on PATH")
+    docker = offline.plugin_cache(os.environ) / f"resource-docker-v{read_versions()['DOCKER_PROVIDER_VERSION']}"
+    if not (docker / "pulumi-resource-docker").is_file():
+        missing.append(f"the docker provider is not in Pulumi's plugin cache ({docker})")
+    if where:
+        seen = subprocess.run([where, "version"], capture_output=True, text=True).stdout.strip()
+        problem = toolchain.unsupported(seen, where)
+        if problem:
+            missing.append(problem)
     if shutil.which("docker") is None:
         missing.append("the docker client is not on PATH")
     elif subprocess.run(["docker", "info"], capture_output=True).returncode != 0:

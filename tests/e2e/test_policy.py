@@ -1,14 +1,15 @@
-"""The fetchml-safety policy pack (policy/) run by the real engine through the Automation API.
+"""The fetchml-safety policy pack (policy/) run by the real engine, read from its structured events.
 
 The real FetchML project passes the pack on preview and on `up`; each policy refuses one small violating program
 (or the real program with a violating config) at preview, before anything is created; an `up` is refused too, and
-the refused volume never reaches Docker.
+the refused volume never reaches Docker. What the engine said is read from its event log (policyEvent,
+policyAnalyzeSummaryEvent), never from CLI text, which changes between Pulumi versions.
 """
 
 from __future__ import annotations
 
 import json
-import re
+import os
 import textwrap
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,18 +19,17 @@ from pathlib import Path
 import pytest
 from pulumi import automation as auto
 
+from fetchml_infra import engine, toolchain
 from fetchml_infra.offline import REPO_ROOT
 from tests import dockerhost
 from tests.conftest import images
-from tests.e2e.project import Project, make_project, retry_torn_event_log, throwaway
+from tests.e2e.project import Project, make_project, throwaway
 
 pytestmark = pytest.mark.e2e
 
-POLICY_DIR = REPO_ROOT / "policy"
-PACKS = [str(POLICY_DIR)]
 A = images()["STANDIN_TAG_A"]
 PROJECT = "fetchml-policy-test"
-VIOLATION = re.compile(r"^\s*\[(mandatory|advisory)\]\s+fetchml-safety v\S+\s+(\S+) \((\S+): (\S+)\)\s*$", re.M)
+POLICIES = ["app-images-pinned", "loopback-ports", "persistent-volumes-protected", "prod-hipaa"]
 
 PROGRAM_HEADER = """\
 import pulumi
@@ -46,26 +46,57 @@ class Scratch:
     stack: auto.Stack
     prefix: str
     root: Path
+    env: dict[str, str]
 
 
-def violations(output: str) -> list[tuple[str, str, str, str]]:
-    """(enforcement level, policy, resource type, resource name) of every policy violation the CLI printed."""
-    return sorted(VIOLATION.findall(output))
+def under_pack(command: str, stack: str, root: Path, env: dict[str, str], config: Path | None = None) -> engine.Run:
+    """`pulumi preview|up` of ``stack`` under the fetchml-safety pack, given the way this CLI starts it."""
+    args = [command, "--policy-pack", toolchain.policy_pack(toolchain.cli_version())]
+    args += ["--policy-pack-config", str(config)] if config else []
+    args += ["--yes", "--skip-preview"] if command == "up" else []
+    return engine.run(args, stack=stack, cwd=root, env=env, on_output=lambda _line: None)
 
 
-def refused_preview(stack: auto.Stack, config: Path | None = None) -> str:
-    """Preview under the pack (with ``config`` as its --policy-pack-config); it must fail because of a policy, and
-    the CLI output is returned."""
-    with pytest.raises(auto.errors.CommandError) as refused:
-        retry_torn_event_log(
-            lambda: stack.preview(
-                policy_packs=PACKS, policy_pack_configs=[str(config)] if config else None, color="never"
-            )
-        )
-    output = str(refused.value)
-    assert "Policy Violations:" in output, output
-    assert "Program failed" not in output, output
-    return output
+def policy_events(run: engine.Run) -> list[dict]:
+    return [e["policyEvent"] for e in run.events if "policyEvent" in e]
+
+
+def violations(run: engine.Run) -> list[tuple[str, str, str, str]]:
+    """(enforcement level, policy, resource type, resource name) of every violation the engine reported."""
+    found = []
+    for p in policy_events(run):
+        assert p["policyPackName"] == "fetchml-safety", p
+        _, _, kind, name = p["resourceUrn"].rsplit("::", 3)
+        found.append((p["enforcementLevel"], p["policyName"], kind.rsplit("$", 1)[-1], name))
+    return sorted(found)
+
+
+def messages(run: engine.Run) -> str:
+    """Every violation's message, whitespace collapsed, so text can be matched across indentation."""
+    return flat("\n".join(p["message"] for p in policy_events(run)))
+
+
+def refused(command: str, stack: str, root: Path, env: dict[str, str], config: Path | None = None) -> engine.Run:
+    """Run under the pack; it must fail because of a policy, not because the program failed."""
+    run = under_pack(command, stack, root, env, config)
+    assert run.returncode != 0, run.stderr
+    assert policy_events(run), run.stderr
+    diagnostics = [e["diagnosticEvent"] for e in run.events if "diagnosticEvent" in e]
+    errors = [d["message"] for d in diagnostics if d["severity"] == "error"]
+    assert not [m for m in errors if "Program failed" in m or "Traceback" in m], errors
+    return run
+
+
+def ran_and_passed(run: engine.Run) -> None:
+    """The pack ran (every policy reported as passed where the CLI reports it) and found nothing."""
+    assert run.ok, run.stderr
+    assert policy_events(run) == []
+    summaries = [e["policyAnalyzeSummaryEvent"] for e in run.events if "policyAnalyzeSummaryEvent" in e]
+    if toolchain.cli_version() >= toolchain.EXECUTABLE_POLICY_PACKS:
+        assert summaries, "the engine reported no policy summary: the pack did not run"
+    for summary in summaries:
+        assert summary["policyPackName"] == "fetchml-safety"
+        assert sorted(summary.get("failed") or []) == [], summary
 
 
 def mandatory(policy: str, kind: str, *names: str) -> list[tuple[str, str, str, str]]:
@@ -92,7 +123,7 @@ def scratch(tmp_path: Path) -> Iterator[Callable[[str], Scratch]]:
         env = {"PULUMI_BACKEND_URL": f"file://{root / 'backend'}"}
         stack = auto.create_stack(prefix, work_dir=str(root), opts=auto.LocalWorkspaceOptions(env_vars=env))
         stack.set_config(f"{PROJECT}:prefix", auto.ConfigValue(prefix))
-        made.append(Scratch(stack, prefix, root))
+        made.append(Scratch(stack, prefix, root, {**os.environ, **env}))
         return made[-1]
 
     yield make
@@ -124,24 +155,20 @@ def prod(tmp_path: Path) -> Iterator[Project]:
 
 
 def test_real_project_passes_the_pack_on_preview_and_up(prod: Project) -> None:
-    preview = retry_torn_event_log(lambda: prod.stack.preview(policy_packs=PACKS, color="never"))
-    assert "Policy Packs run:" in preview.stdout and str(POLICY_DIR) in preview.stdout  # the pack really ran
-    assert "Policy Violations" not in preview.stdout
-    assert "can't run policy" not in preview.stdout  # no policy was skipped for want of a known value
-
-    up = prod.stack.up(policy_packs=PACKS, color="never")
-    assert up.summary.result == "succeeded"
-    assert "Policy Violations" not in up.stdout
-    assert "can't run policy" not in up.stdout
-    assert up.outputs["reported_compliance_mode"].value == "hipaa"
+    for command in ("preview", "up"):
+        run = under_pack(command, prod.stack_name, prod.root, prod.env)
+        ran_and_passed(run)
+        warnings = [e["diagnosticEvent"]["message"] for e in run.events if "diagnosticEvent" in e]
+        assert not [w for w in warnings if "can't run policy" in w]  # no policy skipped for want of a value
+    assert prod.outputs()["reported_compliance_mode"] == "hipaa"
 
 
 def test_unprotected_volume_is_refused_at_preview_and_up_and_never_created(scratch) -> None:
     s = scratch('docker.Volume("data", name=f"{prefix}-data")\n')
 
-    output = refused_preview(s.stack)
-    assert violations(output) == mandatory("persistent-volumes-protected", "volume:Volume", "data")
-    text = flat(output)
+    run = refused("preview", s.prefix, s.root, s.env)
+    assert violations(run) == mandatory("persistent-volumes-protected", "volume:Volume", "data")
+    text = messages(run)
     assert "Docker volumes hold FetchML's queue and artifacts and must be protected." in text
     assert (
         f"volume 'data' on stack '{s.prefix}' "
@@ -151,9 +178,8 @@ def test_unprotected_volume_is_refused_at_preview_and_up_and_never_created(scrat
         "fix: register 'data' with opts=pulumi.ResourceOptions(protect=True, retain_on_delete=True) and run again"
     ) in text
 
-    with pytest.raises(auto.errors.CommandError) as refused:
-        s.stack.up(policy_packs=PACKS, color="never")
-    assert violations(str(refused.value)) == mandatory("persistent-volumes-protected", "volume:Volume", "data")
+    up = refused("up", s.prefix, s.root, s.env)
+    assert violations(up) == mandatory("persistent-volumes-protected", "volume:Volume", "data")
     assert dockerhost.inspect("volume", f"{s.prefix}-data") is None
     state = (s.stack.export_stack().deployment or {}).get("resources") or []
     assert not [r for r in state if r["type"] == "docker:index/volume:Volume"]
@@ -174,10 +200,10 @@ def test_unpinned_images_are_refused(scratch) -> None:
         image("billing", "registry.local:5000/acme/billing-api:v2")
         """
     )
-    output = refused_preview(s.stack)
-    refused = ["api-latest", "api-semver", "redis-latest", "worker-untagged"]
-    assert violations(output) == mandatory("app-images-pinned", "remoteImage:RemoteImage", *refused)
-    text = flat(output)
+    run = refused("preview", s.prefix, s.root, s.env)
+    unpinned = ["api-latest", "api-semver", "redis-latest", "worker-untagged"]
+    assert violations(run) == mandatory("app-images-pinned", "remoteImage:RemoteImage", *unpinned)
+    text = messages(run)
     assert (
         f"remote image 'api-latest' on stack '{s.prefix}' "
         "seen: app image 'ghcr.io/jfraeysd/fetchml-api:latest' uses the moving tag 'latest' "
@@ -202,23 +228,23 @@ def test_unpinned_images_are_refused(scratch) -> None:
     # The app repositories come from the policy config: naming billing-api there makes its v2 tag unacceptable.
     config = s.root / "app-repositories.json"
     config.write_text(json.dumps({"app-images-pinned": {"appRepositories": ["acme/billing-api", "fetchml-api"]}}))
-    output = refused_preview(s.stack, config)
-    refused = ["api-latest", "api-semver", "billing", "redis-latest", "worker-untagged"]
-    assert violations(output) == mandatory("app-images-pinned", "remoteImage:RemoteImage", *refused)
-    assert "seen: app image 'registry.local:5000/acme/billing-api:v2' uses tag 'v2'" in flat(output)
+    run = refused("preview", s.prefix, s.root, s.env, config)
+    unpinned = ["api-latest", "api-semver", "billing", "redis-latest", "worker-untagged"]
+    assert violations(run) == mandatory("app-images-pinned", "remoteImage:RemoteImage", *unpinned)
+    assert "seen: app image 'registry.local:5000/acme/billing-api:v2' uses tag 'v2'" in messages(run)
 
 
 def test_prod_container_without_hipaa_is_refused(prod_without_hipaa: Project) -> None:
     p = prod_without_hipaa
-    output = refused_preview(p.stack)
-    assert violations(output) == mandatory("prod-hipaa", "container:Container", "api", "worker-1")
+    run = refused("preview", p.stack_name, p.root, p.env)
+    assert violations(run) == mandatory("prod-hipaa", "container:Container", "api", "worker-1")
     assert (
         f"container 'api' on stack '{p.stack_name}' "
         "seen: FETCHML_ENVIRONMENT=prod with FETCHML_COMPLIANCE_MODE=none "
         "expected: every prod container runs with FETCHML_COMPLIANCE_MODE=hipaa "
         f"fix: `pulumi config set complianceMode hipaa --stack {p.stack_name}` (the program sets "
         "FETCHML_COMPLIANCE_MODE from it) and run again"
-    ) in flat(output)
+    ) in messages(run)
     for name in ("api", "worker-1", "redis", "minio"):
         assert dockerhost.inspect("container", f"{p.prefix}-{name}") is None
 
@@ -239,9 +265,9 @@ def test_public_port_is_refused_unless_allowed_by_policy_config(scratch) -> None
         )
         """
     )
-    output = refused_preview(s.stack)
-    assert violations(output) == mandatory("loopback-ports", "container:Container", "redis", "redis")
-    text = flat(output)
+    run = refused("preview", s.prefix, s.root, s.env)
+    assert violations(run) == mandatory("loopback-ports", "container:Container", "redis", "redis")
+    text = messages(run)
     assert (
         f"container 'redis' on stack '{s.prefix}' "
         "seen: container port 6379 published on host port 16379 with ip '0.0.0.0' "
@@ -257,8 +283,5 @@ def test_public_port_is_refused_unless_allowed_by_policy_config(scratch) -> None
 
     config = s.root / "allow-public-bind.json"
     config.write_text(json.dumps({"loopback-ports": {"allowPublicBind": True}}))
-    allowed = retry_torn_event_log(
-        lambda: s.stack.preview(policy_packs=PACKS, policy_pack_configs=[str(config)], color="never")
-    )
-    assert "Policy Violations" not in allowed.stdout
+    ran_and_passed(under_pack("preview", s.prefix, s.root, s.env, config))
     assert dockerhost.inspect("container", f"{s.prefix}-redis") is None
