@@ -9,6 +9,7 @@ rolled it back (production, or no earlier good image, or the rollback failed too
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -16,7 +17,20 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from fetchml_infra import attempt, audit, health, history, host, lock, offline, preflight, procedure, recover, review
+from fetchml_infra import (
+    attempt,
+    audit,
+    health,
+    history,
+    host,
+    lock,
+    offline,
+    preflight,
+    procedure,
+    recover,
+    review,
+    state_layout,
+)
 from fetchml_infra.gate import current_actor
 from fetchml_infra.workspace import OperatorError, Stack, queue_state
 
@@ -25,6 +39,8 @@ audit_app = typer.Typer(
     no_args_is_help=True, help="Verify, append to, read, adopt and seal the hash-chained audit log."
 )
 app.add_typer(audit_app, name="audit")
+state_app = typer.Typer(no_args_is_help=True, help="The Pulumi state backend the stacks live in.")
+app.add_typer(state_app, name="state")
 console = Console(highlight=False, soft_wrap=True)
 
 StackOpt = Annotated[str, typer.Option("--stack", "-s", help="Stack name, e.g. staging or prod.")]
@@ -252,6 +268,15 @@ def audit_seal(
     except (ValueError, audit.AuditError) as exc:
         fail(str(exc), 2)
     say(entry.render())
+
+
+@state_app.command("upgrade")
+def state_upgrade(stack: StackOpt) -> None:
+    """Upgrade the stack's file backend from Pulumi's legacy layout, which pulumi v3.275.0 and later refuse,
+    to the project layout. One-way (pulumi older than v3.64.0 cannot read the result); a copy of .pulumi is
+    kept beside it first."""
+    offline.apply()
+    raise typer.Exit(state_layout.upgrade_stack_backend(stack, os.environ, say))
 
 
 def main() -> None:

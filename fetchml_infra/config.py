@@ -247,6 +247,9 @@ def parse(stack: str, values: Mapping[str, str], secret_keys: frozenset[str] = f
         minio_root_user=r.secret("minioRootUser"),
         minio_root_password=r.secret("minioRootPassword"),
     )
+    # The policy pack's prod-hipaa rule, here too so that a plain `pulumi up` (which runs no pack) keeps it.
+    if environment == "prod" and compliance != "hipaa":
+        r.problems.append(f"complianceMode: expected hipaa on a prod stack (prod runs HIPAA), saw {compliance!r}")
     if environment == "prod" and cfg.auto_rollback:
         r.problems.append("autoRollback: expected false on a prod stack (production rolls back by hand), saw 'true'")
     ports = {

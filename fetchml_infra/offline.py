@@ -61,19 +61,26 @@ def toolchain_dirs(env: Mapping[str, str], versions: Mapping[str, str] | None = 
     }
 
 
-def path_front(dirs: Mapping[str, Path], cli: str = "pulumi") -> list[Path]:
+def path_front(dirs: Mapping[str, Path], cli: str = "current") -> list[Path]:
     """The directories put before the caller's PATH. The built CLI (with the language host beside it) comes
     first only when bootstrap built it: a user's own Pulumi of a supported version is used as it is, with
-    the host it ships. ``cli="pulumi-oldest"`` selects the oldest supported CLI instead (the smoke tests).
+    the host it ships. ``cli="oldest"`` selects the oldest supported CLI instead (the version smoke tests).
     The docker provider is not on PATH: bootstrap installs it in Pulumi's plugin cache, where the engine
     takes it without a warning."""
-    built = [dirs[cli]] if (dirs[cli] / ".complete").is_file() else []
+    chosen = dirs["pulumi-oldest" if cli == "oldest" else "pulumi"]
+    built = [chosen] if (chosen / ".complete").is_file() else []
     return [*built, dirs["actionlint"], REPO_ROOT / ".venv" / "bin"]
 
 
-def environment(base: Mapping[str, str] | None = None, cli: str = "pulumi") -> dict[str, str]:
-    """The offline settings layered under ``base`` (default: os.environ); values in ``base`` win."""
+def environment(base: Mapping[str, str] | None = None, cli: str | None = None) -> dict[str, str]:
+    """The offline settings layered under ``base`` (default: os.environ); values in ``base`` win.
+    ``cli`` (else $FETCHML_PULUMI_CLI, else "current"): "oldest" runs everything on the oldest supported CLI;
+    it is kept in the environment so every process below makes the same choice."""
     env = dict(os.environ if base is None else base)
+    cli = cli or env.get("FETCHML_PULUMI_CLI") or "current"
+    if cli not in ("current", "oldest"):
+        raise ValueError(f"FETCHML_PULUMI_CLI: expected 'current' or 'oldest', saw {cli!r}")
+    env["FETCHML_PULUMI_CLI"] = cli
     dirs = toolchain_dirs(env)
     front = [str(d) for d in path_front(dirs, cli)]
     ours = {str(d) for d in dirs.values()}

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from fetchml_infra import offline
+
 READS_ONLY_PROJECT_LAYOUT = (3, 275, 0)
 _STACK_FILE = re.compile(r"^(?P<name>.+?)\.json(\.gz)?$")
 
@@ -113,3 +115,25 @@ def upgrade(backend: Path, oldest_cli: Path, env: Mapping[str, str], say: Callab
             f"`pulumi stack init {left}` (Pulumi.{left}.yaml is kept; its old state file is in the copy)"
         )
     return 0
+
+
+def oldest_cli(env: Mapping[str, str], say: Callable[[str], None]) -> Path:
+    """The oldest supported CLI, built once into the toolchain cache if it is not there yet."""
+    built = offline.toolchain_dirs(env)["pulumi-oldest"]
+    if not (built / ".complete").is_file():
+        say(f"building the CLI that can upgrade it (once, a few minutes) into {built}")
+        subprocess.run([str(offline.REPO_ROOT / "scripts" / "toolchain.sh"), "--oldest"], env=dict(env), check=True)
+    return built / "pulumi"
+
+
+def upgrade_stack_backend(stack: str, env: Mapping[str, str], say: Callable[[str], None]) -> int:
+    """`fetchml-infra state upgrade --stack S`: the backend S lives in, upgraded once."""
+    backend = offline.backend_dir(env)
+    if backend is None:
+        say(f"nothing to do: {env.get('PULUMI_BACKEND_URL')} is not a file backend (only those have layouts)")
+        return 0
+    if layout(backend).kind != "legacy":
+        return upgrade(backend, Path("pulumi"), env, say)  # says there is nothing to do
+    if stack not in layout(backend).legacy_stacks:
+        say(f"note: no stack '{stack}' in {backend}; upgrading the stacks it has")
+    return upgrade(backend, oldest_cli(env, say), env, say)

@@ -16,7 +16,7 @@ from typing import Any
 
 from pulumi import automation as auto
 
-from fetchml_infra import engine, history, review, toolchain
+from fetchml_infra import engine, history, offline, review, state_layout, toolchain
 from fetchml_infra.config import PROJECT, StackConfig, parse, split_project_keys
 from fetchml_infra.offline import REPO_ROOT
 
@@ -69,6 +69,13 @@ class Stack:
         self.name = name
         self.project_dir = project_dir or project_home()
         self._config: tuple[dict[str, str], frozenset[str]] | None = None
+        try:
+            cli = toolchain.cli_version()
+        except RuntimeError as exc:
+            raise OperatorError(str(exc)) from exc
+        legacy = state_layout.refusal(offline.backend_dir(os.environ), name, cli)
+        if legacy:
+            raise OperatorError(legacy)
         try:
             self._stack = auto.select_stack(stack_name=name, work_dir=str(self.project_dir))
         except auto.errors.StackNotFoundError as exc:

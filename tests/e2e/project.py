@@ -10,7 +10,7 @@ import os
 import shutil
 import subprocess
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +20,7 @@ import redis
 from minio import Minio
 from pulumi import automation as auto
 
-from fetchml_infra import audit
+from fetchml_infra import audit, offline
 from fetchml_infra.offline import REPO_ROOT
 from tests import dockerhost
 from tests.providers.scripted_server import free_port
@@ -110,7 +110,11 @@ class Project:
             dockerhost.remove("network", f"{self.prefix}-net")
 
 
-def make_project(tmp_path: Path, **config: str) -> Project:
+def make_project(
+    tmp_path: Path, cli: str = "current", *, extra_env: Mapping[str, str] | None = None, **config: str
+) -> Project:
+    """``cli``: which built Pulumi runs it ("oldest": the oldest supported); ``extra_env`` is added to
+    the environment of every command (e.g. a backend layout switch)."""
     root = tmp_path / "project"
     root.mkdir()
     shutil.copy(REPO_ROOT / "__main__.py", root / "__main__.py")
@@ -120,18 +124,25 @@ def make_project(tmp_path: Path, **config: str) -> Project:
     backend = tmp_path / "backend"
     backend.mkdir()
     name = f"e2e-{uuid.uuid4().hex[:8]}"
-    env = {
+    base = {
         **os.environ,
         "PULUMI_BACKEND_URL": f"file://{backend}",
         "FETCHML_PROJECT_DIR": str(root),
         "FETCHML_ACTOR": "e2e-operator",
+        **(extra_env or {}),
     }
+    env = offline.environment(base, cli=cli)
     ports = {"api": free_port(), "redis": free_port(), "minio": free_port()}
     project = Project(root, name, env, ports)
     project.stack = auto.create_stack(
         name,
         work_dir=str(root),
-        opts=auto.LocalWorkspaceOptions(env_vars={k: env[k] for k in ("PULUMI_BACKEND_URL", "FETCHML_ACTOR")}),
+        opts=auto.LocalWorkspaceOptions(
+            env_vars={
+                k: env[k]
+                for k in ("PATH", "PULUMI_BACKEND_URL", "FETCHML_ACTOR", "FETCHML_PULUMI_CLI", *(extra_env or {}))
+            }
+        ),
     )
     values = {
         "environment": "staging",
@@ -150,9 +161,9 @@ def make_project(tmp_path: Path, **config: str) -> Project:
 
 
 @contextmanager
-def throwaway(tmp_path: Path, **config: str) -> Iterator[Project]:
+def throwaway(tmp_path: Path, cli: str = "current", **config: str) -> Iterator[Project]:
     """A project stack for one test, torn down afterwards (unprotect, destroy, remove, volumes gone)."""
-    project = make_project(tmp_path, **config)
+    project = make_project(tmp_path, cli, extra_env=None, **config)
     try:
         yield project
     finally:

@@ -68,6 +68,12 @@ BAD = [
     ("compliance", {"complianceMode": "HIPAA"}, "complianceMode: expected one of none | hipaa, saw 'HIPAA'"),
     ("autoRollback", {"autoRollback": "yes"}, "autoRollback: expected true or false, saw 'yes'"),
     ("prod auto rollback", {"environment": "prod", "autoRollback": "true"}, "autoRollback: expected false on a prod"),
+    (
+        "prod without hipaa",
+        {"environment": "prod", "complianceMode": "none"},
+        "complianceMode: expected hipaa on a prod stack (prod runs HIPAA), saw 'none'",
+    ),
+    ("prod hipaa by default? no", {"environment": "prod"}, "complianceMode: expected hipaa on a prod stack"),
     ("health port text", {"healthPort": "http"}, "healthPort: expected a number from 1 to 65535, saw 'http'"),
     ("health port range", {"healthPort": "70000"}, "healthPort: expected a number from 1 to 65535, saw '70000'"),
     ("health path", {"healthPath": "health"}, "healthPath: expected a path like /health, saw 'health'"),
