@@ -56,9 +56,13 @@ def advice(backend: Path, stack: str) -> str:
 
 
 def backup(backend: Path, now: datetime | None = None) -> Path:
-    """A copy of ``backend/.pulumi`` beside it, named for the time; returned."""
+    """A copy of ``backend/.pulumi`` beside it, named for the time (and a count, if that name is taken)."""
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
     target = backend / f".pulumi.legacy-backup-{stamp}"
+    n = 1
+    while target.exists():
+        n += 1
+        target = backend / f".pulumi.legacy-backup-{stamp}-{n}"
     shutil.copytree(backend / ".pulumi", target, symlinks=True)
     return target
 
@@ -95,13 +99,21 @@ def upgrade(backend: Path, oldest_cli: Path, env: Mapping[str, str], say: Callab
     if held:
         say(f"refused: an update holds a lock ({held[0]}); run this when no update runs (`fetchml-infra status`)")
         return 2
-    kept = backup(backend)
+    try:
+        kept = backup(backend)
+    except OSError as exc:
+        say(f"refused: could not keep a copy of {backend / '.pulumi'} first ({exc}); nothing was changed")
+        return 2
     say(f"kept a copy of the legacy state in {kept}")
     done = run_upgrade(oldest_cli, env)
     after = layout(backend)
-    if done.returncode != 0 or after.kind != "project":
-        detail = (done.stderr or done.stdout).strip().splitlines()[-1:] or [f"exit {done.returncode}"]
-        say(f"the upgrade failed ({detail[0]}); the state is as it was, and the copy is in {kept}")
+    detail = ((done.stderr or done.stdout).strip().splitlines() or [f"exit {done.returncode}"])[-1]
+    if after.kind == "legacy":  # `state upgrade` writes meta.yaml first: nothing was written
+        shutil.rmtree(kept)
+        say(f"the upgrade failed ({detail}); the state is as it was (nothing was written)")
+        return 4
+    if done.returncode != 0:
+        say(f"the upgrade stopped part-way ({detail}); the state before it is in {kept}")
         return 4
     moved = [s for s in before.legacy_stacks if s not in after.legacy_stacks]
     say(f"upgraded {len(moved)} stack(s) to the project layout: {', '.join(moved) or 'none'}")

@@ -10,7 +10,7 @@ import os
 import shutil
 import subprocess
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,19 +168,3 @@ def throwaway(tmp_path: Path, cli: str = "current", **config: str) -> Iterator[P
         yield project
     finally:
         project.teardown()
-
-
-def retry_torn_event_log(run: Callable[[], T], attempts: int = 3) -> T:
-    """Run an Automation API preview again when its event-log reader died (tests that drive the Automation API
-    directly; the CLI reads the event log after the engine exits and cannot hit this).
-
-    The 3.61 Automation API tails the engine's event log, and its reader thread dies on a line it catches
-    half-written, which surfaces as "summary event never found"; nothing ran twice, so running again is safe.
-    """
-    for attempt in range(1, attempts + 1):
-        try:
-            return run()
-        except RuntimeError as exc:
-            if "summary event never found" not in str(exc) or attempt == attempts:
-                raise
-    raise AssertionError("unreachable")

@@ -30,6 +30,10 @@ def ok(done: subprocess.CompletedProcess[str], code: int = 0) -> str:
     return str(done.stdout + done.stderr)
 
 
+def version(env: dict[str, str]) -> str:
+    return subprocess.run(["pulumi", "version"], env=env, capture_output=True, text=True).stdout.strip()
+
+
 def moves(p: Project) -> list[tuple[str, str, str, str]]:
     return [(e.action, e.outcome, e.from_image, e.to_image) for e in p.chain()]
 
@@ -50,7 +54,7 @@ def oldest_staging(tmp_path: Path) -> Iterator[Project]:
 
 def test_oldest_supported_cli_runs_the_procedure(oldest_staging: Project) -> None:
     p = oldest_staging
-    assert ok(p.pulumi("version")).strip() == OLDEST
+    assert version(p.env) == OLDEST
     ok(p.cli("deploy", "--image", A, "--reason", "first"))
     ok(p.cli("deploy", "--image", B))
     out = ok(p.cli("deploy", "--image", BROKEN), code=3)
@@ -95,15 +99,18 @@ def test_oldest_supported_cli_enforces_the_policy_pack(tmp_path: Path) -> None:
 def test_legacy_state_is_named_then_upgraded_once(tmp_path: Path) -> None:
     p = make_project(tmp_path, "oldest", extra_env=LEGACY, image=A, environment="staging", autoRollback="true")
     backend = Path(p.env["PULUMI_BACKEND_URL"].removeprefix("file://"))
+    oldest_env = p.env
     try:
         ok(p.cli("deploy", "--image", A, "--reason", "on the old CLI"))
-        ok(p.pulumi("stack", "init", "never-deployed"))  # --stack names it; no update ever runs on it
-        assert state_layout.layout(backend) == state_layout.Layout("legacy", ("never-deployed", p.stack_name))
+        init = ["pulumi", "stack", "init", "never-deployed", "--non-interactive"]
+        subprocess.run(init, cwd=p.root, env=p.env, check=True, capture_output=True)  # never deployed
+        assert state_layout.layout(backend) == state_layout.Layout(
+            "legacy", tuple(sorted(("never-deployed", p.stack_name)))
+        )
 
         # The current CLI: every command names the upgrade and writes nothing.
-        current = {k: v for k, v in p.env.items() if k not in LEGACY}
-        p.env = offline.environment(current, cli="current")
-        assert ok(p.pulumi("version")).strip() == CURRENT
+        p.env = offline.environment({k: v for k, v in p.env.items() if k not in LEGACY}, cli="current")
+        assert version(p.env) == CURRENT
         before = tree_digest(backend)
         out = ok(p.cli("status"), code=2)
         assert f"`fetchml-infra state upgrade --stack {p.stack_name}`" in out and "legacy" in out
@@ -115,8 +122,8 @@ def test_legacy_state_is_named_then_upgraded_once(tmp_path: Path) -> None:
             out = ok(p.cli("state", "upgrade"), code=4)
         finally:
             subprocess.run(["chattr", "-i", str(backend / ".pulumi")], check=True)
-        assert "the upgrade failed" in out and "the state is as it was" in out
-        assert state_layout.layout(backend).kind == "legacy"
+        assert "the upgrade failed" in out and "the state is as it was (nothing was written)" in out
+        assert state_layout.layout(backend).kind == "legacy" and tree_digest(backend) == before
 
         out = ok(p.cli("state", "upgrade"))
         assert "kept a copy of the legacy state in" in out
@@ -133,7 +140,8 @@ def test_legacy_state_is_named_then_upgraded_once(tmp_path: Path) -> None:
         assert moves(p) == [("deploy", "success", "none", A), ("deploy", "success", A, B)]
         assert "nothing to do" in ok(p.cli("state", "upgrade"))
     finally:
-        p.env = offline.environment({k: v for k, v in p.env.items() if k not in LEGACY}, cli="current")
+        if state_layout.layout(backend).kind == "legacy":
+            p.env = oldest_env
         p.teardown()
 
 

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from pulumi import automation as auto
 
+from fetchml_infra import engine, review
 from tests import dockerhost
-from tests.e2e.project import Project, retry_torn_event_log, throwaway
+from tests.e2e.project import Project, throwaway
 
 pytestmark = pytest.mark.e2e
 A, B = "sha-1a2b3c4", "sha-5d6e7f8"
@@ -23,17 +24,16 @@ def project(tmp_path: Path) -> Iterator[Project]:
         yield p
 
 
-def replaced_in_preview(stack: auto.Stack) -> dict[str, str]:
-    """Resource name -> operation, for every step `pulumi preview` plans that is not 'same'."""
-    steps: dict[str, str] = {}  # a retried preview plans the same steps again: the dict absorbs them
-
-    def on_event(event: auto.EngineEvent) -> None:
-        pre = event.resource_pre_event
-        if pre is not None and pre.metadata.op not in (auto.OpType.SAME, auto.OpType.READ):
-            steps[pre.metadata.urn.rsplit("::", 1)[1]] = pre.metadata.op.value
-
-    retry_torn_event_log(lambda: stack.preview(on_event=on_event, diff=True, color="never"))
-    return steps
+def replaced_in_preview(project: Project) -> dict[str, str]:
+    """Resource name -> operation, for every step `pulumi preview` plans that is not 'same', read from the
+    engine's event log the way the CLI reads it (provider bookkeeping left out)."""
+    run = engine.run(
+        ["preview", "--diff"], stack=project.stack_name, cwd=project.root, env=project.env, on_output=lambda _: None
+    )
+    assert run.ok, run.stderr
+    steps, errors = review.plan(run.events)
+    assert errors == []
+    return {step.name: step.op for step in steps}
 
 
 def test_image_change_replaces_only_the_app(project: Project) -> None:
@@ -49,7 +49,7 @@ def test_image_change_replaces_only_the_app(project: Project) -> None:
     api_before = dockerhost.identity(f"{project.prefix}-api")
 
     project.stack.set_config("fetchml:image", auto.ConfigValue(B))
-    planned = replaced_in_preview(project.stack)
+    planned = replaced_in_preview(project)
     replaced = {name for name, op in planned.items() if op in ("replace", "create-replacement", "delete-replaced")}
     assert replaced == {"api", "worker-1", "api-image", "worker-image"}
     assert set(planned) - replaced == {"health-gate", "audit-entry"}  # both updated, neither replaced
