@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,9 +74,12 @@ class Stack:
             cli = toolchain.cli_version()
         except RuntimeError as exc:
             raise OperatorError(str(exc)) from exc
-        legacy = state_layout.refusal(offline.backend_dir(os.environ), name, cli)
+        backend = offline.backend_dir(os.environ)
+        legacy = state_layout.refusal(backend, name, cli)
         if legacy:
             raise OperatorError(legacy)
+        if backend is not None and state_layout.layout(backend).kind == "legacy":  # this CLI still reads it
+            print(f"note: {state_layout.advice(backend, name)}", file=sys.stderr)
         try:
             self._stack = auto.select_stack(stack_name=name, work_dir=str(self.project_dir))
         except auto.errors.StackNotFoundError as exc:

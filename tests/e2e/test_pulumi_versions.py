@@ -101,7 +101,8 @@ def test_legacy_state_is_named_then_upgraded_once(tmp_path: Path) -> None:
     backend = Path(p.env["PULUMI_BACKEND_URL"].removeprefix("file://"))
     oldest_env = p.env
     try:
-        ok(p.cli("deploy", "--image", A, "--reason", "on the old CLI"))
+        out = ok(p.cli("deploy", "--image", A, "--reason", "on the old CLI"))
+        assert "note: the state in" in out and "legacy file-backend layout" in out  # said, not refused
         init = ["pulumi", "stack", "init", "never-deployed", "--non-interactive"]
         subprocess.run(init, cwd=p.root, env=p.env, check=True, capture_output=True)  # never deployed
         assert state_layout.layout(backend) == state_layout.Layout(
