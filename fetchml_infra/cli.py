@@ -29,7 +29,7 @@ from fetchml_infra import (
     procedure,
     recover,
     review,
-    state_layout,
+    state_upgrade,
 )
 from fetchml_infra.gate import current_actor
 from fetchml_infra.workspace import OperatorError, Stack, queue_state
@@ -271,12 +271,12 @@ def audit_seal(
 
 
 @state_app.command("upgrade")
-def state_upgrade(stack: StackOpt) -> None:
+def upgrade_state(stack: StackOpt) -> None:
     """Upgrade the stack's file backend from Pulumi's legacy layout, which pulumi v3.275.0 and later refuse,
     to the project layout. One-way (pulumi older than v3.64.0 cannot read the result); a copy of .pulumi is
     kept beside it first."""
     offline.apply()
-    raise typer.Exit(state_layout.upgrade_stack_backend(stack, os.environ, say))
+    raise typer.Exit(state_upgrade.upgrade_stack_backend(stack, os.environ, say))
 
 
 def main() -> None:

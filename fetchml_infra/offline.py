@@ -53,8 +53,9 @@ def toolchain_dirs(env: Mapping[str, str], versions: Mapping[str, str] | None = 
     v = dict(versions) if versions is not None else read_versions()
     root = cache_home(env) / "toolchain"
     return {
-        "pulumi": root / f"pulumi-v{v['PULUMI_VERSION']}",
-        "pulumi-oldest": root / f"pulumi-v{v['PULUMI_OLDEST_VERSION']}",
+        # A CLI's directory holds a copy of the language host too, so both versions name it.
+        "pulumi": root / f"pulumi-v{v['PULUMI_VERSION']}-python-host-v{v['PULUMI_PYTHON_HOST_VERSION']}",
+        "pulumi-oldest": root / f"pulumi-v{v['PULUMI_OLDEST_VERSION']}-python-host-v{v['PULUMI_PYTHON_HOST_VERSION']}",
         "python-host": root / f"pulumi-language-python-v{v['PULUMI_PYTHON_HOST_VERSION']}",
         "docker": root / f"pulumi-resource-docker-v{v['DOCKER_PROVIDER_VERSION']}",
         "actionlint": root / f"actionlint-v{v['ACTIONLINT_VERSION']}",
@@ -91,8 +92,8 @@ def environment(base: Mapping[str, str] | None = None, cli: str | None = None) -
         env.setdefault("PULUMI_CONFIG_PASSPHRASE", DEV_PASSPHRASE)
     env.setdefault("PULUMI_SKIP_UPDATE_CHECK", "true")
     env.setdefault("PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION", "true")
-    # The CLI checks the engine's version once itself (fetchml_infra.engine.require_supported); skipping
-    # the Automation API's own `pulumi version` run takes a process start off every command.
+    # The CLI checks the engine's version itself (fetchml_infra.toolchain.cli_version), against the
+    # supported range rather than the Automation API's idea of a minimum.
     env.setdefault("PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK", "true")
     return env
 

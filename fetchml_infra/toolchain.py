@@ -11,6 +11,7 @@ current file-backend layout; CI runs a smoke on it). Two facts depend on the ver
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -66,6 +67,11 @@ def cli_version() -> Version:
         raise RuntimeError(problem)
     version = parse(seen)
     assert version is not None
+    if os.environ.get("FETCHML_PULUMI_CLI") == "oldest" and version != minimum():
+        raise RuntimeError(
+            f"FETCHML_PULUMI_CLI=oldest asks for pulumi {show(minimum())}, but the pulumi on PATH ({where}) is "
+            f"{show(version)}; build the oldest with `scripts/toolchain.sh --oldest`"
+        )
     return version
 
 

@@ -3,12 +3,19 @@
 #   scripts/toolchain.sh           the CLI (PULUMI_VERSION) and the Python language host, unless the
 #                                  user's own `pulumi` is at least PULUMI_OLDEST_VERSION: then that is used
 #   scripts/toolchain.sh --oldest  also the oldest supported CLI (the tests run a smoke on it)
-#   scripts/toolchain.sh --plan    say what would be used or built, build nothing
+#   scripts/toolchain.sh --plan    say what would be used or built, build nothing (with --oldest too)
 # A second run finds the directories complete and returns at once.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-mode=${1:-}
+plan=false oldest=false
+for arg in "$@"; do
+  case $arg in
+    --plan) plan=true ;;
+    --oldest) oldest=true ;;
+    *) die "unknown argument '$arg' (expected --plan and/or --oldest)" ;;
+  esac
+done
 cli_dir=$(toolchain_dir pulumi)
 oldest_dir=$(toolchain_dir pulumi-oldest)
 host_dir=$(toolchain_dir python-host)
@@ -71,18 +78,20 @@ own=$(PATH=$(printf '%s' "$PATH" | tr ':' '\n' | grep -vxF -e "$cli_dir" -e "$ol
 own_version=$([[ -n $own ]] && "$own" version 2>/dev/null | sed 's/^v//' || true)
 if [[ -n $own_version && ! -f $cli_dir/.complete ]] && at_least "$own_version" "$PULUMI_OLDEST_VERSION"; then
   say "using your pulumi v$own_version at $own (the oldest supported is v$PULUMI_OLDEST_VERSION)"
-  [[ $mode == --plan ]] && exit 0
 else
   if [[ -n $own_version ]] && ! at_least "$own_version" "$PULUMI_OLDEST_VERSION"; then
     say "your pulumi v$own_version at $own is older than the oldest supported v$PULUMI_OLDEST_VERSION;" \
       "this project uses its own v$PULUMI_VERSION"
   fi
-  if [[ $mode == --plan ]]; then
+  if $plan; then
     say "would use pulumi v$PULUMI_VERSION ($([[ -f $cli_dir/.complete ]] && echo cached || echo to build) in $cli_dir)"
-    exit 0
+  else
+    build_cli "$PULUMI_VERSION" "$cli_dir"
   fi
-  build_cli "$PULUMI_VERSION" "$cli_dir"
 fi
-if [[ $mode == --oldest ]]; then
+if $oldest && $plan; then
+  say "would use pulumi v$PULUMI_OLDEST_VERSION for the oldest-CLI smoke" \
+    "($([[ -f $oldest_dir/.complete ]] && echo cached || echo to build) in $oldest_dir)"
+elif $oldest; then
   build_cli "$PULUMI_OLDEST_VERSION" "$oldest_dir"
 fi

@@ -129,7 +129,7 @@ def test_legacy_state_is_named_then_upgraded_once(tmp_path: Path) -> None:
         out = ok(p.cli("state", "upgrade"))
         assert "kept a copy of the legacy state in" in out
         assert f"upgraded 1 stack(s) to the project layout: {p.stack_name}" in out
-        assert "stack never-deployed had never been deployed" in out
+        assert "stack never-deployed had no resources (never deployed, or destroyed)" in out
         assert state_layout.layout(backend) == state_layout.Layout("project", ())
         copies = sorted(backend.glob(".pulumi.legacy-backup-*"))
         assert (copies[-1] / "stacks" / f"{p.stack_name}.json").is_file()

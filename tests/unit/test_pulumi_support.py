@@ -3,13 +3,14 @@ toolchain directories lead PATH, the backend layout, and that provider bookkeepi
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from fetchml_infra import offline, outcome, review, state_layout, toolchain
+from fetchml_infra import offline, outcome, review, state_layout, state_upgrade, toolchain
 
 VERSIONS = offline.read_versions()
 OLDEST = toolchain.parse(VERSIONS["PULUMI_OLDEST_VERSION"])
@@ -52,8 +53,9 @@ def test_path_leads_with_the_chosen_built_cli_and_keeps_the_users_own_otherwise(
     base = {"FETCHML_CACHE": str(tmp_path), "PATH": "/home/u/.pulumi/bin:/usr/bin"}
     # Nothing built: the user's own pulumi (first on their PATH) stays first.
     assert offline.environment(base)["PATH"].split(":")[-2:] == ["/home/u/.pulumi/bin", "/usr/bin"]
-    current = _built(tmp_path, f"pulumi-v{VERSIONS['PULUMI_VERSION']}")
-    oldest = _built(tmp_path, f"pulumi-v{VERSIONS['PULUMI_OLDEST_VERSION']}")
+    host = f"python-host-v{VERSIONS['PULUMI_PYTHON_HOST_VERSION']}"
+    current = _built(tmp_path, f"pulumi-v{VERSIONS['PULUMI_VERSION']}-{host}")
+    oldest = _built(tmp_path, f"pulumi-v{VERSIONS['PULUMI_OLDEST_VERSION']}-{host}")
     env = offline.environment(base)
     assert env["PATH"].split(":")[0] == str(current) and env["FETCHML_PULUMI_CLI"] == "current"
     env = offline.environment({**base, "FETCHML_PULUMI_CLI": "oldest"})
@@ -137,11 +139,64 @@ def test_upgrade_refuses_while_a_lock_is_held_and_copies_never_overwrite(tmp_pat
     lock.parent.mkdir(parents=True)
     lock.write_text("{}")
     said: list[str] = []
-    assert state_layout.upgrade(tmp_path, tmp_path / "no-such-pulumi", {}, said.append) == 2
-    assert said == [f"refused: an update holds a lock ({lock}); run this when no update runs (`fetchml-infra status`)"]
+    assert state_upgrade.upgrade(tmp_path, tmp_path / "no-such-pulumi", {}, said.append) == 2
+    assert said[0].startswith(f"refused: an update holds a lock ({lock}); run this when none runs.")
+    assert "FETCHML_PULUMI_CLI=oldest fetchml-infra recover --stack S" in said[0]
     assert not list(tmp_path.glob(".pulumi.legacy-backup-*"))
 
     when = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)
     first, second = state_layout.backup(tmp_path, when), state_layout.backup(tmp_path, when)
     assert (first.name, second.name) == (".pulumi.legacy-backup-20261127T030000Z", f"{first.name}-2")
     assert (second / "stacks" / "prod.json").read_text() == "{}"
+
+
+def _fake_pulumi(tmp_path: Path, script: str) -> Path:
+    """A stand-in for `pulumi state upgrade`: ``script`` runs in the backend's .pulumi directory."""
+    fake = tmp_path / "fake-pulumi"
+    fake.write_text(f'#!/bin/sh\ncd "$BACKEND/.pulumi" || exit 9\n{script}\n')
+    fake.chmod(0o755)
+    return fake
+
+
+def _checkpoint(backend: Path, stack: str, resources: list[object] | None, raw: str | None = None) -> None:
+    f = backend / ".pulumi" / "stacks" / f"{stack}.json"
+    f.parent.mkdir(parents=True, exist_ok=True)
+    f.write_text(raw if raw is not None else json.dumps({"checkpoint": {"latest": {"resources": resources}}}))
+
+
+def test_upgrade_reports_moved_empty_and_stuck_stacks(tmp_path: Path) -> None:
+    backend = tmp_path / "backend"
+    _checkpoint(backend, "prod", [{"urn": "urn:pulumi:prod::fetchml::pulumi:pulumi:Stack::fetchml-prod"}])
+    _checkpoint(backend, "spare", [])
+    _checkpoint(backend, "torn", None, raw="{not json")
+    fake = _fake_pulumi(
+        tmp_path,
+        'printf "version: 1\\n" > meta.yaml && mkdir -p stacks/fetchml && mv stacks/prod.json stacks/fetchml/\n'
+        "echo 'warning: Skipping stack \"torn\": read checkpoint: invalid character' >&2\n"
+        "echo 'warning: Skipping stack \"spare\": no project found' >&2",
+    )
+    said: list[str] = []
+    assert state_upgrade.upgrade(backend, fake, {"BACKEND": str(backend)}, said.append) == 4
+    assert said[1] == "upgraded 1 stack(s) to the project layout: prod"
+    assert said[2].startswith("stack spare had no resources (never deployed, or destroyed)")
+    assert said[3] == "stack torn was not moved (read checkpoint: invalid character); its state is untouched"
+    assert said[4].startswith("the upgrade did not finish")
+    assert not (backend / ".pulumi" / "stacks" / "spare.json").exists()  # kept only in the copy
+    assert (backend / ".pulumi" / "stacks" / "torn.json").read_text() == "{not json"
+    (copy,) = backend.glob(".pulumi.legacy-backup-*")
+    assert sorted(f.name for f in (copy / "stacks").iterdir()) == ["prod.json", "spare.json", "torn.json"]
+
+
+def test_an_upgrade_that_wrote_nothing_leaves_no_copy_and_a_missing_stack_is_refused(tmp_path: Path) -> None:
+    backend = tmp_path / "backend"
+    _checkpoint(backend, "prod", [{"urn": "u"}])
+    said: list[str] = []
+    fake = _fake_pulumi(tmp_path, "echo 'error: permission denied' >&2; exit 1")
+    assert state_upgrade.upgrade(backend, fake, {"BACKEND": str(backend)}, said.append) == 4
+    assert said[-1] == "the upgrade failed (error: permission denied); the state is as it was (nothing was written)"
+    assert not list(backend.glob(".pulumi.legacy-backup-*"))
+
+    env = {"PULUMI_BACKEND_URL": f"file://{backend}", "HOME": str(tmp_path)}
+    said.clear()
+    assert state_upgrade.upgrade_stack_backend("prdo", env, said.append) == 2
+    assert said == [f"refused: no stack 'prdo' in {backend} (its stacks: prod); nothing changed"]
