@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from fetchml_infra import (
@@ -31,33 +29,14 @@ from fetchml_infra import (
     review,
     state_upgrade,
 )
-from fetchml_infra.gate import current_actor
+from fetchml_infra.cli_audit import audit_app
+from fetchml_infra.console import StackOpt, WaitOpt, console, fail, say
 from fetchml_infra.workspace import OperatorError, Stack, queue_state
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help=__doc__)
-audit_app = typer.Typer(
-    no_args_is_help=True, help="Verify, append to, read, adopt and seal the hash-chained audit log."
-)
 app.add_typer(audit_app, name="audit")
 state_app = typer.Typer(no_args_is_help=True, help="The Pulumi state backend the stacks live in.")
 app.add_typer(state_app, name="state")
-console = Console(highlight=False, soft_wrap=True)
-
-StackOpt = Annotated[str, typer.Option("--stack", "-s", help="Stack name, e.g. staging or prod.")]
-WaitOpt = Annotated[
-    float,
-    typer.Option("--wait", help="Seconds to wait for another operator of this stack to finish (default: refuse)."),
-]
-LogOpt = Annotated[Path, typer.Option("--log", help="Path of the audit log.")]
-
-
-def say(line: str) -> None:
-    console.print(line, markup=False)
-
-
-def fail(message: str, code: int) -> None:
-    Console(stderr=True, highlight=False, soft_wrap=True).print(f"error: {message}", markup=False)
-    raise typer.Exit(code)
 
 
 def _stack(name: str) -> Stack:
@@ -193,81 +172,6 @@ def status(stack: StackOpt) -> None:
     )
     console.print(table)
     raise typer.Exit(0 if polled.verdict.healthy and verdict.ok and not found else 1)
-
-
-@audit_app.command("verify")
-def audit_verify(
-    log: LogOpt,
-    head: Annotated[Optional[str], typer.Option(help="Expected head hash (stack output audit_head).")] = None,  # noqa: UP007
-    length: Annotated[Optional[int], typer.Option(help="Expected length (stack output audit_length).")] = None,  # noqa: UP007
-) -> None:
-    """Exit 0 when the chain is intact; 1 with the first bad line and what is wrong."""
-    verdict = audit.verify(str(log), expected_head=head, expected_length=length, allow_longer=True)
-    if verdict.ok:
-        say(f"ok: {log}: {verdict.length} entries, head {verdict.head}")
-        raise typer.Exit(0)
-    say(f"BROKEN: {log}: line {verdict.first_bad_line}: {verdict.problem}: {verdict.detail}")
-    raise typer.Exit(1)
-
-
-@audit_app.command("append")
-def audit_append(
-    log: LogOpt,
-    action: Annotated[str, typer.Option(help="deploy | rollback")],
-    outcome: Annotated[str, typer.Option(help="success | failure")],
-    from_image: Annotated[str, typer.Option("--from", help="Image rolled back from.")],
-    to_image: Annotated[str, typer.Option("--to", help="Image rolled back to.")],
-    reason: Annotated[str, typer.Option(help="Why.")],
-    stack: StackOpt,
-    actor: Annotated[str, typer.Option(help="Who; default $FETCHML_ACTOR or the OS user.")] = "",
-) -> None:
-    """Append one entry by hand, for an emergency rollback done outside Pulumi (the procedure requires it)."""
-    try:
-        entry = audit.append(
-            str(log),
-            action=action,
-            outcome=outcome,
-            from_image=from_image,
-            to_image=to_image,
-            actor=actor or current_actor(),
-            reason=reason,
-            stack=stack,
-        )
-    except (ValueError, audit.AuditError) as exc:
-        fail(str(exc), 2)
-    say(entry.render())
-
-
-@audit_app.command("tail")
-def audit_tail(log: LogOpt, n: Annotated[int, typer.Option("-n", help="How many entries.")] = 10) -> None:
-    """Print the last N entries."""
-    for entry in audit.tail(str(log), n):
-        say(entry.render())
-
-
-@audit_app.command("adopt")
-def audit_adopt(log: LogOpt, stack: StackOpt, actor: Annotated[str, typer.Option()] = "") -> None:
-    """Chain an existing plain log: its bytes are hashed into a first chained entry."""
-    try:
-        entry = audit.adopt(str(log), actor=actor or current_actor(), stack=stack)
-    except (ValueError, audit.AuditError) as exc:
-        fail(str(exc), 2)
-    say(entry.render())
-
-
-@audit_app.command("seal")
-def audit_seal(
-    log: LogOpt,
-    stack: StackOpt,
-    actor: Annotated[str, typer.Option(help="Who; default $FETCHML_ACTOR or the OS user.")] = "",
-) -> None:
-    """After a crash left a torn last line: keep its bytes as a line of their own, pinned by a seal entry that
-    continues the chain, so appends work again. Exit 2, nothing written, if that is not the log's only problem."""
-    try:
-        entry = audit.seal(str(log), actor=actor or current_actor(), stack=stack)
-    except (ValueError, audit.AuditError) as exc:
-        fail(str(exc), 2)
-    say(entry.render())
 
 
 @state_app.command("upgrade")

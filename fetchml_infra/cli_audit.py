@@ -1,0 +1,114 @@
+"""fetchml-infra audit: verify, append to, read, adopt and seal the hash-chained audit log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from fetchml_infra import audit
+from fetchml_infra.audit import manual
+from fetchml_infra.console import LogOpt, StackOpt, fail, say
+from fetchml_infra.gate import current_actor
+
+audit_app = typer.Typer(
+    no_args_is_help=True, help="Verify, append to, read, adopt and seal the hash-chained audit log."
+)
+
+
+def _require_log(log: Path) -> None:
+    """No false green: a mistyped --log is an error, not an empty, intact chain."""
+    if not log.is_file():
+        fail(f"--log: no audit log at {log} (a stack's log is created by its first deploy); check the path", 2)
+    try:
+        log.open("rb").close()
+    except OSError as exc:
+        fail(f"--log: cannot read {log}: {exc.strerror}", 2)
+
+
+@audit_app.command("verify")
+def audit_verify(
+    log: LogOpt,
+    head: Annotated[Optional[str], typer.Option(help="Expected head hash (stack output audit_head).")] = None,  # noqa: UP007
+    length: Annotated[Optional[int], typer.Option(help="Expected length (stack output audit_length).")] = None,  # noqa: UP007
+) -> None:
+    """Exit 0 when the chain is intact; 1 with the first bad line and what is wrong; 2 when there is no log."""
+    _require_log(log)
+    verdict = audit.verify(str(log), expected_head=head, expected_length=length, allow_longer=True)
+    if verdict.ok:
+        say(f"ok: {log}: {verdict.length} entries, head {verdict.head}")
+        raise typer.Exit(0)
+    say(f"BROKEN: {log}: line {verdict.first_bad_line}: {verdict.problem}: {verdict.detail}")
+    raise typer.Exit(1)
+
+
+@audit_app.command("append")
+def audit_append(
+    log: LogOpt,
+    action: Annotated[str, typer.Option(help="deploy | rollback")],
+    outcome: Annotated[str, typer.Option(help="success | failure")],
+    from_image: Annotated[str, typer.Option("--from", help="Image rolled back from.")],
+    to_image: Annotated[str, typer.Option("--to", help="Image rolled back to.")],
+    reason: Annotated[str, typer.Option(help="Why.")],
+    stack: StackOpt,
+    actor: Annotated[str, typer.Option(help="Who; default $FETCHML_ACTOR or the OS user.")] = "",
+) -> None:
+    """Append one entry by hand, for an emergency rollback done outside Pulumi (the procedure requires it).
+    Refused (exit 2, nothing written) unless the log exists, the tags are sha-<hex> or none, the stack is the
+    log's own and the reason says something."""
+    _require_log(log)
+    fields = {"--from": from_image, "--to": to_image, "--reason": reason, "--stack": stack, "--actor": actor}
+    try:
+        found = manual.problems(fields, {e.stack for e in audit.entries(str(log))})
+    except audit.AuditError as exc:
+        fail(str(exc), 2)
+    if found:
+        fail("; ".join(found) + "; nothing was written", 2)
+    try:
+        entry = audit.append(
+            str(log),
+            action=action,
+            outcome=outcome,
+            from_image=from_image,
+            to_image=to_image,
+            actor=actor or current_actor(),
+            reason=reason,
+            stack=stack,
+        )
+    except (ValueError, audit.AuditError) as exc:
+        fail(str(exc), 2)
+    say(entry.render())
+
+
+@audit_app.command("tail")
+def audit_tail(log: LogOpt, n: Annotated[int, typer.Option("-n", help="How many entries.")] = 10) -> None:
+    """Print the last N entries (exit 2 when there is no log)."""
+    _require_log(log)
+    for entry in audit.tail(str(log), n):
+        say(entry.render())
+
+
+@audit_app.command("adopt")
+def audit_adopt(log: LogOpt, stack: StackOpt, actor: Annotated[str, typer.Option()] = "") -> None:
+    """Chain an existing plain log: its bytes are hashed into a first chained entry."""
+    try:
+        entry = audit.adopt(str(log), actor=actor or current_actor(), stack=stack)
+    except (ValueError, audit.AuditError) as exc:
+        fail(str(exc), 2)
+    say(entry.render())
+
+
+@audit_app.command("seal")
+def audit_seal(
+    log: LogOpt,
+    stack: StackOpt,
+    actor: Annotated[str, typer.Option(help="Who; default $FETCHML_ACTOR or the OS user.")] = "",
+) -> None:
+    """After a crash left a torn last line: keep its bytes as a line of their own, pinned by a seal entry that
+    continues the chain, so appends work again. Exit 2, nothing written, if that is not the log's only problem."""
+    try:
+        entry = audit.seal(str(log), actor=actor or current_actor(), stack=stack)
+    except (ValueError, audit.AuditError) as exc:
+        fail(str(exc), 2)
+    say(entry.render())
