@@ -150,7 +150,9 @@ def status(stack: StackOpt) -> None:
     table.add_row(
         "compliance_mode", f"{polled.verdict.compliance_mode or 'not reported'} (config: {cfg.compliance_mode})"
     )
-    table.add_row("audit", f"{'intact' if verdict.ok else 'BROKEN: ' + verdict.detail}, {verdict.length} entries")
+    table.add_row(
+        "audit", f"{'intact' if verdict.ok else 'BROKEN: ' + verdict.detail}, {audit.count_entries(verdict.length)}"
+    )
     table.add_row("audit head", verdict.head)
     table.add_row("last move", f"{last.action} {last.outcome} {last.from_image} -> {last.to_image}" if last else "-")
     table.add_row("operator", operator.describe() if operator else "free")

@@ -37,7 +37,7 @@ def audit_verify(
     _require_log(log)
     verdict = audit.verify(str(log), expected_head=head, expected_length=length, allow_longer=True)
     if verdict.ok:
-        say(f"ok: {log}: {verdict.length} entries, head {verdict.head}")
+        say(f"ok: {log}: {audit.count_entries(verdict.length)}, head {verdict.head}")
         raise typer.Exit(0)
     say(f"BROKEN: {log}: line {verdict.first_bad_line}: {verdict.problem}: {verdict.detail}")
     raise typer.Exit(1)

@@ -83,7 +83,7 @@ def check_audit(log: str, outputs: Mapping[str, Any], say: Say) -> None:
     except audit.AuditError as exc:
         raise OperatorError(str(exc)) from exc
     extends = ", extends the recorded head" if head else ""
-    say(f"  ok  audit chain intact ({verdict.length} {'entry' if verdict.length == 1 else 'entries'}{extends})")
+    say(f"  ok  audit chain intact ({audit.count_entries(verdict.length)}{extends})")
     say("  ok  audit log can be appended to")
 
 

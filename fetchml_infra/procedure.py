@@ -190,7 +190,7 @@ def post_rollback_checks(stack: Stack, cfg: StackConfig) -> list[Check]:
         checks.append(Check("queue state", False, f"Redis did not answer: {exc}"))
     log = stack.audit_log(cfg)
     verdict = audit.verify(log, *preflight.recorded_head(outputs), allow_longer=True)
-    detail = f"{verdict.length} entries, head {verdict.head[:12]}" if verdict.ok else verdict.detail
+    detail = f"{audit.count_entries(verdict.length)}, head {verdict.head[:12]}" if verdict.ok else verdict.detail
     checks.append(Check("audit chain", verdict.ok, detail))
     return checks
 

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from fetchml_infra.audit.chain import count_entries
 from fetchml_infra.outcome import is_provider, one_line, resource_name
 
 MARKER = "<!-- fetchml-infra-preview -->"
@@ -127,7 +128,7 @@ def render(review: Review, markdown: bool = False) -> str:
     for image, present in sorted(r.images_present.items()):
         lines.append(f"- image {image}: {'present locally' if present else 'NOT present locally; it must be pulled'}")
     chain = "intact" if r.audit_ok else "BROKEN (run `fetchml-infra audit verify`)"
-    lines.append(f"- audit chain {chain}: {r.audit_length} entries, head {r.audit_head[:16] or '-'}")
+    lines.append(f"- audit chain {chain}: {count_entries(r.audit_length)}, head {r.audit_head[:16] or '-'}")
     for error in r.errors:
         lines.append(f"- preview error: {error}")
     return "\n".join(lines) + "\n"

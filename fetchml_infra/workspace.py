@@ -5,6 +5,7 @@ Nothing here decides anything; fetchml_infra.procedure does, over what these fun
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import shutil
@@ -32,6 +33,17 @@ QUEUE_KEYS = {
 def project_home() -> Path:
     """The Pulumi project the CLI drives: $FETCHML_PROJECT_DIR, else this checkout."""
     return Path(os.environ.get("FETCHML_PROJECT_DIR") or REPO_ROOT)
+
+
+def unknown_stack(name: str, names: Sequence[str], project_dir: Path) -> str:
+    """A mistyped --stack: the stacks there are, the likely one first; creating one is the last resort."""
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    guess = f"; did you mean '{close[0]}'?" if close else ""
+    there = f"its stacks: {', '.join(sorted(names))}" if names else "it has no stacks yet"
+    return (
+        f"--stack: no stack named '{name}' in {project_dir} ({there}){guess} "
+        f"A new stack is created with `pulumi stack init {name}`."
+    )
 
 
 class OperatorError(Exception):
@@ -83,9 +95,8 @@ class Stack:
         try:
             self._stack = auto.select_stack(stack_name=name, work_dir=str(self.project_dir))
         except auto.errors.StackNotFoundError as exc:
-            raise OperatorError(
-                f"--stack: no stack named '{name}' in {self.project_dir} (create it with `pulumi stack init {name}`)"
-            ) from exc
+            names = [s.name for s in auto.LocalWorkspace(work_dir=str(self.project_dir)).list_stacks()]
+            raise OperatorError(unknown_stack(name, names, self.project_dir)) from exc
 
     def raw_config(self) -> tuple[dict[str, str], frozenset[str]]:
         """This project's keys and which of them are secret; read once, then kept in step with set/unset

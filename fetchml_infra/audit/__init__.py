@@ -25,6 +25,7 @@ from fetchml_infra.audit.chain import (
     Problem,
     Verdict,
     clean_value,
+    count_entries,
     make_entry,
     verify_bytes,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "adopt",
     "append",
     "clean_value",
+    "count_entries",
     "entries",
     "head",
     "make_entry",

@@ -117,6 +117,11 @@ def _check_value(field: str, value: str) -> None:
         )
 
 
+def count_entries(n: int) -> str:
+    """ "1 entry", "2 entries": the words every report of a chain's length uses."""
+    return f"{n} entry" if n == 1 else f"{n} entries"
+
+
 def clean_value(text: str) -> str:
     """``text`` made safe for a field ('|' becomes '/', line breaks and control characters a space), for
     callers that must record something, like a health check's own words, rather than fail."""

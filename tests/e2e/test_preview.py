@@ -37,6 +37,11 @@ def test_preview_tells_deploy_rollback_noop_and_protected_changes(project: Proje
     assert f"**No change of image**: stays on {A}." in text
     assert "- containers to replace: none" in text
     assert "- every protected resource is unchanged (audit-entry, minio-data, redis-data)" in text
+    typo = p.stack_name[:-1] + ("x" if p.stack_name[-1] != "x" else "y")
+    refused = p.cli("preview", "--stack", typo, on_stack=False)
+    said = " ".join(refused.stderr.split())
+    assert refused.returncode == 2 and f"no stack named '{typo}'" in said, said
+    assert f"did you mean '{p.stack_name}'?" in said
 
     p.stack.set_config("fetchml:image", auto.ConfigValue(B))
     text = preview(p)

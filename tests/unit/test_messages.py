@@ -1,0 +1,22 @@
+"""Words the operator reads: a mistyped stack points at the likely one, and counts agree with their nouns."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fetchml_infra import audit
+from fetchml_infra.workspace import unknown_stack
+
+
+def test_a_mistyped_stack_lists_the_stacks_and_guesses_before_suggesting_a_new_one() -> None:
+    said = unknown_stack("prdo", ["staging", "prod"], Path("/srv/fetchml"))
+    assert said == (
+        "--stack: no stack named 'prdo' in /srv/fetchml (its stacks: prod, staging); did you mean 'prod'? "
+        "A new stack is created with `pulumi stack init prdo`."
+    )
+    assert "did you mean" not in unknown_stack("canary", ["staging", "prod"], Path("/p"))
+    assert "(it has no stacks yet)" in unknown_stack("prod", [], Path("/p"))
+
+
+def test_chain_lengths_are_counted_in_words() -> None:
+    assert [audit.count_entries(n) for n in (0, 1, 2)] == ["0 entries", "1 entry", "2 entries"]
