@@ -133,6 +133,12 @@ def status(stack: StackOpt) -> None:
     except OperatorError as exc:
         fail(str(exc), exc.code)
     outputs = s.outputs()
+    if not outputs and not host.app_containers(cfg.name_prefix):
+        say(
+            f"stack {stack} has never been deployed: nothing runs yet, and its audit log starts with its first "
+            f"deploy (`fetchml-infra deploy --stack {stack} --image sha-<commit>`)"
+        )
+        raise typer.Exit(1)
     polled = health.poll(
         cfg.health_url, expected_version=cfg.image, required_compliance=cfg.required_compliance, timeout=3
     )

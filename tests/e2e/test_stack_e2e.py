@@ -12,7 +12,7 @@ from pulumi import automation as auto
 
 from fetchml_infra import engine, review
 from tests import dockerhost
-from tests.e2e.project import Project, throwaway
+from tests.e2e.project import Project, make_project, throwaway
 
 pytestmark = pytest.mark.e2e
 A, B = "sha-1a2b3c4", "sha-5d6e7f8"
@@ -86,3 +86,14 @@ def test_bad_config_fails_before_any_resource_is_registered(project: Project) ->
     assert dockerhost.inspect("network", f"{project.prefix}-net") is None
     registered = {r["type"] for r in (project.stack.export_stack().deployment or {}).get("resources", [])}
     assert registered <= {"pulumi:pulumi:Stack"}
+
+
+def test_status_of_a_never_deployed_stack_says_so(tmp_path: Path) -> None:
+    p = make_project(tmp_path, image=A)
+    try:
+        done = p.cli("status")
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert done.stdout.startswith(f"stack {p.stack_name} has never been deployed: nothing runs yet")
+        assert "Redis did not answer" not in done.stdout
+    finally:
+        p.stack.workspace.remove_stack(p.stack_name)
