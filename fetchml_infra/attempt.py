@@ -70,7 +70,7 @@ def moved_to(image: str, before: Mapping[str, host.AppContainer], after: Mapping
 def up(
     stack: Stack,
     cfg: StackConfig,
-    previous: str,
+    previous: str | None,
     action: str,
     actor: str,
     reason: str,
@@ -97,7 +97,10 @@ def up(
     moved = moved_to(cfg.image, before, host.app_containers(cfg.name_prefix))
     recorded = ""
     if not found.ok and not moved and previous != cfg.image:
-        stack.set(image=previous)
+        if previous:
+            stack.set(image=previous)
+        else:  # a first deploy that moved nothing leaves the stack as new as it was
+            stack.unset("image")
     if not found.ok and moved and not found.verdict_on_image:
         try:
             entry = record_move(

@@ -93,7 +93,7 @@ class HealthGateProvider(ResourceProvider):
             )
             raise Exception(
                 health.describe_failure(
-                    result, url=props["url"], stack=props["stack"], rollback_command=props["rollback_command"]
+                    result, url=props["url"], stack=props["stack"], rollback_advice=props["rollback_advice"]
                 )
                 + f"\n  {recorded}"
             )
@@ -137,7 +137,7 @@ class HealthGate(pulumi.dynamic.Resource, module="fetchml", name="HealthGate"):
         stack: str,
         audit_log: str,
         actor: str,
-        rollback_command: str,
+        rollback_advice: str,
         targets: pulumi.Input[list[str]],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
@@ -149,7 +149,7 @@ class HealthGate(pulumi.dynamic.Resource, module="fetchml", name="HealthGate"):
             "stack": stack,
             "audit_log": audit_log,
             "actor": actor,
-            "rollback_command": rollback_command,
+            "rollback_advice": rollback_advice,
             "targets": targets,
             "healthy": None,
             "version": None,

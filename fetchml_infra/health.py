@@ -120,8 +120,8 @@ def poll(
             delay = min(delay * 2, max_delay)
 
 
-def describe_failure(result: PollResult, *, url: str, stack: str, rollback_command: str) -> str:
-    """The message an operator reads at 3 a.m.: what was seen, and the command that rolls back."""
+def describe_failure(result: PollResult, *, url: str, stack: str, rollback_advice: str) -> str:
+    """The message an operator reads at 3 a.m.: what was seen, and what rolls back (``rollback_advice``)."""
     v = result.verdict
     lines = [
         f"health gate failed for stack '{stack}' after {result.elapsed:.1f}s ({result.attempts} attempts): {v.reason}",
@@ -132,5 +132,5 @@ def describe_failure(result: PollResult, *, url: str, stack: str, rollback_comma
     ]
     if v.body_excerpt:
         lines.append(f"  body: {v.body_excerpt}")
-    lines.append(f"  roll back with: {rollback_command}")
+    lines.append(f"  {rollback_advice}")
     return "\n".join(lines)

@@ -49,7 +49,8 @@ def load_config(stack: Stack, **overrides: str) -> StackConfig:
 
 def deploy(stack: Stack, image: str, reason: str, allow_denied: bool, say: Say) -> int:
     require_tag("--image", image)
-    current = load_config(stack)
+    previous = stack.raw_config()[0].get("image")  # None on a new stack: its first deploy sets it
+    current = load_config(stack, **({} if previous else {"image": image}))
     denied = [t for t in current.denied_images if t != image]
     if image in current.denied_images and not allow_denied:
         raise OperatorError(
@@ -58,12 +59,12 @@ def deploy(stack: Stack, image: str, reason: str, allow_denied: bool, say: Say) 
         )
     cfg = load_config(stack, image=image, deniedImages=json.dumps(denied))
     actor = current_actor()
-    say(f"deploy {image} to stack '{stack.name}' (was {current.image})")
+    say(f"deploy {image} to stack '{stack.name}' (was {previous or 'nothing: this is its first deploy'})")
     preflight.preflight(stack, cfg, say)
     if denied != list(current.denied_images):
         stack.set(deniedImages=json.dumps(denied))
     action, _ = history.classify(audit.entries(stack.audit_log(cfg)), cfg.stack, image)
-    tried = attempt.up(stack, cfg, current.image, action, actor, reason, say)
+    tried = attempt.up(stack, cfg, previous, action, actor, reason, say)
     if tried.outcome.ok:
         say(f"deployed {image} to '{stack.name}'")
         return EXIT_OK

@@ -44,8 +44,13 @@ class App:
     workers: list[docker.Container]
 
 
-def rollback_command(cfg: StackConfig) -> str:
-    return f"fetchml-infra rollback --stack {cfg.stack} --reason health-check-failure"
+def rollback_advice(cfg: StackConfig) -> str:
+    """What a failed gate tells the operator to do. On an autoRollback stack the CLI is about to roll back by
+    itself, so the command is for the plain `pulumi up` path only."""
+    command = f"fetchml-infra rollback --stack {cfg.stack} --reason health-check-failure"
+    if cfg.auto_rollback:
+        return f"fetchml-infra deploy rolls back by itself (autoRollback); after a plain `pulumi up`, run: {command}"
+    return f"roll back with: {command}"
 
 
 class FetchML(pulumi.ComponentResource):
@@ -69,7 +74,7 @@ class FetchML(pulumi.ComponentResource):
             stack=cfg.stack,
             audit_log=self.audit_log,
             actor=actor,
-            rollback_command=rollback_command(cfg),
+            rollback_advice=rollback_advice(cfg),
             targets=pulumi.Output.all(self.app.api.id, *[w.id for w in self.app.workers]),
             opts=pulumi.ResourceOptions(parent=self),
         )

@@ -97,3 +97,15 @@ def test_status_of_a_never_deployed_stack_says_so(tmp_path: Path) -> None:
         assert "Redis did not answer" not in done.stdout
     finally:
         p.stack.workspace.remove_stack(p.stack_name)
+
+
+def test_first_deploy_of_a_new_stack_needs_nothing_set_by_hand(tmp_path: Path) -> None:
+    with throwaway(tmp_path) as p:  # no image in its config: `pulumi stack init` and the secrets only
+        assert "fetchml:image" not in p.stack.get_all_config()
+        done = p.cli("deploy", "--image", A, "--reason", "first")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert f"deploy {A} to stack '{p.stack_name}' (was nothing: this is its first deploy)" in done.stdout
+        assert p.config("image") == A and p.outputs()["image"] == A
+        assert [(e.action, e.outcome, e.from_image, e.to_image) for e in p.chain()] == [
+            ("deploy", "success", "none", A)
+        ]

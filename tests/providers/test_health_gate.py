@@ -11,7 +11,7 @@ from fetchml_infra import audit
 from fetchml_infra.gate import HealthGateProvider
 from tests.providers.scripted_server import Reply, Script, free_port, ok, serve
 
-ROLLBACK = "fetchml-infra rollback --stack staging --reason health-check-failure"
+ROLLBACK = "roll back with: fetchml-infra rollback --stack staging --reason health-check-failure"
 
 
 def props(url: str, log: Path, *, compliance: str = "none", timeout: float = 3.0) -> dict[str, object]:
@@ -23,7 +23,7 @@ def props(url: str, log: Path, *, compliance: str = "none", timeout: float = 3.0
         "stack": "staging",
         "audit_log": str(log),
         "actor": "tester",
-        "rollback_command": ROLLBACK,
+        "rollback_advice": ROLLBACK,
         "targets": ["container-id"],
     }
 
@@ -78,7 +78,7 @@ def test_failure_stops_the_update_and_is_recorded(
         HealthGateProvider().create(props(url, log, compliance=compliance, timeout=2.0))
     text = str(err.value)
     assert reason in text
-    assert f"roll back with: {ROLLBACK}" in text
+    assert f"  {ROLLBACK}" in text
     assert "recorded in the audit log" in text
     [entry] = entries(log)
     assert (entry.action, entry.outcome, entry.to_image, entry.stack) == ("deploy", "failure", "sha-1a2b3c4", "staging")

@@ -55,7 +55,7 @@ def test_failure_message_says_what_was_seen_and_how_to_roll_back() -> None:
         result,
         url="http://127.0.0.1:9101/health",
         stack="prod",
-        rollback_command="fetchml-infra rollback --stack prod --reason health-check-failure",
+        rollback_advice="roll back with: fetchml-infra rollback --stack prod --reason health-check-failure",
     )
     assert "health gate failed for stack 'prod' after 12.3s (9 attempts): HTTP 503" in text
     assert "status: 503" in text

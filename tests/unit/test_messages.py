@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from fetchml_infra import audit
+from fetchml_infra.config import parse
+from fetchml_infra.stack import rollback_advice
 from fetchml_infra.workspace import unknown_stack
 
 
@@ -20,3 +22,14 @@ def test_a_mistyped_stack_lists_the_stacks_and_guesses_before_suggesting_a_new_o
 
 def test_chain_lengths_are_counted_in_words() -> None:
     assert [audit.count_entries(n) for n in (0, 1, 2)] == ["0 entries", "1 entry", "2 entries"]
+
+
+def test_a_failed_gate_advises_a_rollback_only_where_the_cli_will_not_do_it() -> None:
+    secrets = {"minioRootUser": "fetchml-admin", "minioRootPassword": "correct-horse-battery"}
+    base = {"image": "sha-1a2b3c4", **secrets}
+    staging = parse("staging", {**base, "environment": "staging"}, frozenset(secrets))
+    prod = parse("prod", {**base, "environment": "prod", "complianceMode": "hipaa"}, frozenset(secrets))
+    assert rollback_advice(prod) == "roll back with: fetchml-infra rollback --stack prod --reason health-check-failure"
+    assert rollback_advice(staging).startswith(
+        "fetchml-infra deploy rolls back by itself (autoRollback); after a plain"
+    )

@@ -33,7 +33,7 @@ gate = HealthGate(
     stack=pulumi.get_stack(),
     audit_log=config.require("auditLog"),
     actor="smoke-test",
-    rollback_command="(smoke test)",
+    rollback_advice="(smoke test)",
     targets=pulumi.Output.all(api.id),
 )
 pulumi.export("container_id", api.id)
