@@ -102,6 +102,7 @@ def show_preview(
     try:
         summary = procedure.preview(_stack(stack))
     except OperatorError as exc:
+        print(review.render_blocked(stack, str(exc), markdown=markdown), end="")  # a PR always gets a comment
         fail(str(exc), exc.code)
     print(review.render(summary, markdown=markdown), end="")
     raise typer.Exit(1 if summary.touched_protected() or summary.errors or not summary.audit_ok else 0)

@@ -35,10 +35,10 @@ class ConfigError(ValueError):
     def __init__(self, stack: str, problems: list[str]) -> None:
         self.problems = problems
         lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(
-            f"stack '{stack}' has invalid configuration; nothing was changed:\n{lines}\n"
-            f"Fix with `pulumi config set <key> <value> --stack {stack}` and run again."
-        )
+        # A problem that names its own fix (a command in backticks) needs no generic advice after it.
+        generic = any("`" not in p for p in problems)
+        advice = f"\nFix with `pulumi config set <key> <value> --stack {stack}` and run again." if generic else ""
+        super().__init__(f"stack '{stack}' has invalid configuration; nothing was changed:\n{lines}{advice}")
 
 
 @dataclass(frozen=True)

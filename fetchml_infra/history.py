@@ -118,6 +118,12 @@ def last_entry(entries: Iterable[E], stack: str) -> E | None:
     return mine[-1] if mine else None
 
 
+def last_passed_to(entries: Iterable[E], stack: str, image: str) -> E | None:
+    """The stack's newest move onto ``image`` that passed its health gate, if any."""
+    passed = [e for e in _moves(entries, stack) if e.outcome == "success" and e.to_image == image]
+    return passed[-1] if passed else None
+
+
 def last_passed(entries: Iterable[E], stack: str) -> E | None:
     """The stack's newest move that passed its health gate: where recovery goes back to."""
     passed = [e for e in _moves(entries, stack) if e.outcome == "success"]

@@ -207,6 +207,7 @@ def preview(stack: Stack) -> review.Review:
     steps, errors = stack.preview_steps(Policy(cfg.allow_public_bind))
     log = stack.audit_log(cfg)
     verdict = audit.verify(log)
+    passed = history.last_passed_to(audit.entries(log), cfg.stack, cfg.image) if verdict.ok else None
     return review.Review(
         stack=stack.name,
         from_image=deployed,
@@ -219,4 +220,9 @@ def preview(stack: Stack) -> review.Review:
         audit_length=verdict.length,
         audit_ok=verdict.ok,
         errors=errors,
+        environment=cfg.environment,
+        compliance_mode=cfg.compliance_mode,
+        auto_rollback=cfg.auto_rollback,
+        reason=cfg.deploy_reason,
+        target_passed_at=passed.time if passed else None,
     )

@@ -45,6 +45,11 @@ class Review:
     audit_length: int
     audit_ok: bool
     errors: list[str] = field(default_factory=list)
+    environment: str = ""
+    compliance_mode: str = ""
+    auto_rollback: bool = False
+    reason: str = ""
+    target_passed_at: str | None = None  # when to_image last passed its gate on this stack
 
     def replaced(self, type_: str | None = None) -> list[str]:
         return sorted({s.name for s in self.steps if s.op in REPLACING and (type_ is None or s.type == type_)})
@@ -61,6 +66,15 @@ class Review:
     def touched_protected(self) -> list[str]:
         """Protected resources that the plan would replace, delete, or unprotect."""
         return sorted({s.name for s in self.steps if s.protected and (s.op in (*REPLACING, "delete") or s.unprotects)})
+
+
+def render_blocked(stack: str, problem: str, markdown: bool = False) -> str:
+    """The comment for a change that cannot even be previewed (a denied image, an invalid config), so that a
+    pull request always gets one."""
+    lines = [MARKER, f"### fetchml-infra preview: stack `{stack}`", ""] if markdown else []
+    lines.append(f"{'**Blocked**' if markdown else 'Blocked'}: this change cannot be deployed as it stands.")
+    lines += [f"- {line.strip().removeprefix('- ')}" for line in problem.splitlines() if line.strip()]
+    return "\n".join(lines) + "\n"
 
 
 def plan(events: Sequence[Mapping[str, Any]]) -> tuple[list[Step], list[str]]:
@@ -109,6 +123,13 @@ def render(review: Review, markdown: bool = False) -> str:
         lines.append(f"{b}No change of image{b}: stays on {r.from_image}.")
     else:
         lines.append(f"{b}{r.action.capitalize()}{b}: {r.from_image} -> {r.to_image}")
+    if r.environment:
+        auto = "true (a failed gate rolls back by itself)" if r.auto_rollback else "false (roll back by hand)"
+        lines.append(f"- stack: environment {r.environment}, compliance mode {r.compliance_mode}, autoRollback {auto}")
+        lines.append(f"- reason: {r.reason or 'none given (set one with --reason)'}")
+    if r.action != "none" and r.environment:
+        when = f"last passed its health gate here at {r.target_passed_at}" if r.target_passed_at else None
+        lines.append(f"- {r.to_image} {when or 'has never passed its health gate here'}")
     replaced_containers = r.replaced(CONTAINER)
     lines.append(f"- containers to replace: {', '.join(replaced_containers) or 'none'}")
     others = [n for n in r.replaced() if n not in replaced_containers]
@@ -124,7 +145,8 @@ def render(review: Review, markdown: bool = False) -> str:
         warning = f"WARNING: protected resources would be replaced, deleted or unprotected: {', '.join(touched)}"
         lines.append(f"- {'**' + warning + '**' if markdown else warning}")
     else:
-        lines.append(f"- every protected resource is unchanged ({', '.join(sorted(r.protected)) or 'none yet'})")
+        kept = ", ".join(sorted(r.protected)) or "none yet"
+        lines.append(f"- no protected resource is replaced, deleted or unprotected ({kept})")
     for image, present in sorted(r.images_present.items()):
         lines.append(f"- image {image}: {'present locally' if present else 'NOT present locally; it must be pulled'}")
     chain = "intact" if r.audit_ok else "BROKEN (run `fetchml-infra audit verify`)"

@@ -36,7 +36,7 @@ def test_preview_tells_deploy_rollback_noop_and_protected_changes(project: Proje
     assert text.startswith("<!-- fetchml-infra-preview -->")
     assert f"**No change of image**: stays on {A}." in text
     assert "- containers to replace: none" in text
-    assert "- every protected resource is unchanged (audit-entry, minio-data, redis-data)" in text
+    assert "- no protected resource is replaced, deleted or unprotected (audit-entry, minio-data, redis-data)" in text
     typo = p.stack_name[:-1] + ("x" if p.stack_name[-1] != "x" else "y")
     refused = p.cli("preview", "--stack", typo, on_stack=False)
     said = " ".join(refused.stderr.split())
@@ -49,13 +49,24 @@ def test_preview_tells_deploy_rollback_noop_and_protected_changes(project: Proje
     assert "- containers to replace: api, worker-1" in text
     assert "- resources to update: audit-entry, health-gate" in text
     assert f"- image ghcr.io/jfraeysd/fetchml-api:{B}: present locally" in text
-    assert "- every protected resource is unchanged" in text
+    assert "- no protected resource is replaced, deleted or unprotected" in text
+    assert f"- {B} has never passed its health gate here" in text
+    assert "- stack: environment staging, compliance mode none, autoRollback true" in text
 
     p.stack.up(color="never")
     p.stack.set_config("fetchml:image", auto.ConfigValue(A))
     text = preview(p)
     assert f"**Rollback**: {B} -> {A}" in text
     assert "- audit chain intact: 2 entries" in text
+    first = p.chain()[0]
+    assert f"- {A} last passed its health gate here at {first.time}" in text
+
+    # A denied image cannot even be previewed; the pull request still gets a comment saying so.
+    p.stack.set_config("fetchml:deniedImages", auto.ConfigValue(f'["{A}"]'))
+    blocked = preview(p, code=2)
+    assert blocked.startswith("<!-- fetchml-infra-preview -->") and "**Blocked**" in blocked
+    assert "--allow-denied" in blocked
+    p.stack.remove_config("fetchml:deniedImages")
 
     p.stack.set_config("fetchml:image", auto.ConfigValue(B))
     p.stack.set_config("fetchml:namePrefix", auto.ConfigValue(f"{p.prefix}-renamed"))

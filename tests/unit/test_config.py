@@ -130,3 +130,12 @@ def test_public_bind_needs_an_explicit_allowance() -> None:
     assert cfg.allow_public_bind is True
     assert cfg.health_url == "http://127.0.0.1:9101/health"  # checked from this host all the same
     assert parse("staging", good(bindAddress="::1"), SECRETS).health_url == "http://[::1]:9101/health"
+
+
+def test_a_problem_that_names_its_fix_gets_no_generic_advice() -> None:
+    with pytest.raises(ConfigError) as denied:
+        parse("staging", good(image="sha-9c0ffee", deniedImages='["sha-9c0ffee"]'), SECRETS)
+    assert "--allow-denied" in str(denied.value) and "pulumi config set <key>" not in str(denied.value)
+    with pytest.raises(ConfigError) as typo:
+        parse("staging", good(environment="production"), SECRETS)
+    assert str(typo.value).endswith("Fix with `pulumi config set <key> <value> --stack staging` and run again.")

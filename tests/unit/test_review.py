@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fetchml_infra.review import CONTAINER, MARKER, Review, Step, render
+from typing import Any
+
+from fetchml_infra.review import CONTAINER, MARKER, Review, Step, render, render_blocked
 
 
 def review(steps: list[Step], action: str = "rollback", **extra: object) -> Review:
@@ -37,7 +39,7 @@ def test_a_rollback_names_the_move_the_replacements_and_that_nothing_protected_m
     assert "**Rollback**: sha-5d6e7f8 -> sha-1a2b3c4" in text
     assert "- containers to replace: api, worker-1" in text
     assert "- resources to update: audit-entry, health-gate" in text
-    assert "- every protected resource is unchanged (audit-entry, minio-data, redis-data)" in text
+    assert "- no protected resource is replaced, deleted or unprotected (audit-entry, minio-data, redis-data)" in text
     assert "- image ghcr.io/jfraeysd/fetchml-api:sha-1a2b3c4: present locally" in text
     assert "- audit chain intact: 7 entries, head abababababababab" in text
 
@@ -61,3 +63,24 @@ def test_plain_text_for_the_terminal_and_the_no_op_case() -> None:
     missing = render(review([], images_present={"x:sha-1": False}, audit_ok=False))
     assert "- image x:sha-1: NOT present locally; it must be pulled" in missing
     assert "- audit chain BROKEN (run `fetchml-infra audit verify`)" in missing
+
+
+def test_the_comment_names_the_stack_settings_the_reason_and_when_the_target_last_passed() -> None:
+    settings: dict[str, Any] = {
+        "environment": "prod", "compliance_mode": "hipaa", "auto_rollback": False, "reason": "bad-release",
+    }  # fmt: skip
+    text = render(review(APP_CHANGE, **settings, target_passed_at="2026-11-20T03:00:00Z"), markdown=True)
+    assert "- stack: environment prod, compliance mode hipaa, autoRollback false (roll back by hand)" in text
+    assert "- reason: bad-release" in text
+    assert "- sha-1a2b3c4 last passed its health gate here at 2026-11-20T03:00:00Z" in text
+    fresh = render(review(APP_CHANGE, action="deploy", **{**settings, "reason": ""}), markdown=True)
+    assert "- sha-1a2b3c4 has never passed its health gate here" in fresh
+    assert "- reason: none given (set one with --reason)" in fresh
+
+
+def test_a_change_that_cannot_be_previewed_still_gets_a_comment() -> None:
+    problem = "stack 'prod' has invalid configuration; nothing was changed:\n  - image: sha-9c0ffee is denied"
+    text = render_blocked("prod", problem, markdown=True)
+    assert text.startswith(MARKER) and "### fetchml-infra preview: stack `prod`" in text
+    assert "**Blocked**: this change cannot be deployed as it stands." in text
+    assert "- image: sha-9c0ffee is denied" in text.splitlines()
