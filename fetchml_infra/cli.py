@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from typing import Annotated, Optional
 
 import typer
@@ -28,6 +29,7 @@ from fetchml_infra import (
     recover,
     review,
     state_upgrade,
+    teardown,
 )
 from fetchml_infra.cli_audit import audit_app
 from fetchml_infra.console import StackOpt, WaitOpt, console, fail, say
@@ -76,6 +78,32 @@ def rollback(
             code = procedure.rollback(s, to, reason, say)
     except OperatorError as exc:
         fail(str(exc), exc.code)
+    raise typer.Exit(code)
+
+
+@app.command("destroy")
+def destroy_stack(
+    stack: StackOpt,
+    reason: Annotated[str, typer.Option(help="Why (recorded in the audit log).")],
+    delete_data: Annotated[bool, typer.Option("--delete-data", help="Also delete the data volumes.")] = False,
+    confirm_stack: Annotated[str, typer.Option(help="The stack name again: confirms --delete-data.")] = "",
+    wait: WaitOpt = 0.0,
+) -> None:
+    """Remove the app and the stack, append a `destroy` entry, and keep the data volumes (the Redis queue and
+    the MinIO artifacts) unless --delete-data, confirmed by the stack name (prompted on a terminal)."""
+    if not reason.strip():
+        fail("--reason: required (one readable line saying why); saw an empty reason", 2)
+    if delete_data and confirm_stack != stack:
+        typed = typer.prompt(f"type '{stack}' to delete its data volumes for good") if sys.stdin.isatty() else ""
+        if typed != stack:
+            fail(f"--delete-data: not confirmed (pass --confirm-stack {stack}); nothing was changed", 2)
+    try:
+        s = _stack(stack)
+        cfg = procedure.load_config(s)
+        with attempt.operating(s, f"fetchml-infra destroy --stack {stack}", wait):
+            code = teardown.destroy(s, cfg, reason, delete_data, say)
+    except (OperatorError, audit.AuditError) as exc:
+        fail(str(exc), getattr(exc, "code", 2))
     raise typer.Exit(code)
 
 

@@ -15,7 +15,7 @@ from typing import Any, Protocol, TypeVar
 from fetchml_infra.config import PROJECT
 
 NO_IMAGE = "none"
-MOVES = ("deploy", "rollback")
+MOVES = ("deploy", "rollback", "destroy")  # destroy moves the stack to no image
 _MESSAGE_FIELD = re.compile(r"\b(action|actor|reason)=([^\s|]+)")
 
 
@@ -120,13 +120,13 @@ def last_entry(entries: Iterable[E], stack: str) -> E | None:
 
 def last_passed_to(entries: Iterable[E], stack: str, image: str) -> E | None:
     """The stack's newest move onto ``image`` that passed its health gate, if any."""
-    passed = [e for e in _moves(entries, stack) if e.outcome == "success" and e.to_image == image]
+    passed = [e for e in _moves(entries, stack) if e.outcome == "success" and e.to_image == image != NO_IMAGE]
     return passed[-1] if passed else None
 
 
 def last_passed(entries: Iterable[E], stack: str) -> E | None:
-    """The stack's newest move that passed its health gate: where recovery goes back to."""
-    passed = [e for e in _moves(entries, stack) if e.outcome == "success"]
+    """The stack's newest move that passed its health gate: where recovery goes back to (never a destroy)."""
+    passed = [e for e in _moves(entries, stack) if e.outcome == "success" and e.action != "destroy"]
     return passed[-1] if passed else None
 
 

@@ -129,6 +129,11 @@ class Stack:
             if self._config is not None:
                 self._config[0].pop(key, None)
 
+    def pulumi(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """A plain `pulumi` command on this stack (state and stack housekeeping, no engine events)."""
+        cmd = ["pulumi", *args, "--stack", self.name, "--non-interactive", "--color", "never"]
+        return subprocess.run(cmd, cwd=self.project_dir, capture_output=True, text=True, timeout=300)
+
     def run(self, args: list[str], on_output: Callable[[str], None] = print) -> engine.Run:
         """One engine run of this stack (up, preview, refresh), with its structured events."""
         return engine.run(args, stack=self.name, cwd=self.project_dir, on_output=on_output)

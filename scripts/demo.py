@@ -105,6 +105,11 @@ def main() -> None:
     run(*cli, "audit", "verify", "--log", str(REPO_ROOT / ".state" / "audit" / f"{STACK}.audit.log"))
     run(*cli, "status", "--stack", STACK)
     print("\ndemo: every step behaved as the rollback procedure says.")
+    print(
+        f"demo: stack '{STACK}' is still running (containers fetchml-{STACK}-*); remove it with\n"
+        f"  fetchml-infra destroy --stack {STACK} --reason end-of-demo            (keeps the queue and artifacts)\n"
+        f"  fetchml-infra destroy --stack {STACK} --reason end-of-demo --delete-data --confirm-stack {STACK}"
+    )
 
 
 if __name__ == "__main__":
