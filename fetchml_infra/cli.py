@@ -69,13 +69,16 @@ def rollback(
     stack: StackOpt,
     reason: Annotated[str, typer.Option(help="Why; recorded in the audit entry (required).")],
     to: Annotated[Optional[str], typer.Option(help="Target tag; default: the last good image before now.")] = None,  # noqa: UP007
+    allow_untested: Annotated[
+        bool, typer.Option("--allow-untested", help="Go to a --to tag that never passed its gate here (a deploy).")
+    ] = False,
     wait: WaitOpt = 0.0,
 ) -> None:
     """Image-only rollback: the queue, the artifacts and the audit chain stay as they are."""
     try:
         s = _stack(stack)
         with attempt.operating(s, f"fetchml-infra rollback --stack {stack}", wait):
-            code = procedure.rollback(s, to, reason, say)
+            code = procedure.rollback(s, to, reason, say, allow_untested)
     except OperatorError as exc:
         fail(str(exc), exc.code)
     raise typer.Exit(code)

@@ -138,7 +138,9 @@ def _after_failed_infrastructure(
     return EXIT_FAILED
 
 
-def rollback(stack: Stack, to: str | None, reason: str, say: Say) -> int:
+def rollback(stack: Stack, to: str | None, reason: str, say: Say, allow_untested: bool = False) -> int:
+    if not reason.strip():
+        raise OperatorError("--reason: required (one readable line saying why); saw an empty reason")
     current = load_config(stack)
     if to is None:
         to = history.rollback_target(stack.history(), current.image)
@@ -151,9 +153,19 @@ def rollback(stack: Stack, to: str | None, reason: str, say: Say) -> int:
     if to == current.image:
         raise OperatorError(f"--to: {to} is already the deployed image of stack '{stack.name}'")
     cfg = load_config(stack, image=to)
-    say(f"rollback stack '{stack.name}' from {current.image} to {to} (reason: {reason})")
-    preflight.preflight(stack, cfg, say)
-    tried = attempt.up(stack, cfg, current.image, "rollback", current_actor(), reason, say)
+    preflight.preflight(stack, cfg, say)  # first: it refuses a broken chain, which the next step reads
+    # One classification: the chain decides whether going to `to` is a rollback (it passed its gate here
+    # before) and what it moves from; the header, the audit entry and history all say the same.
+    action, from_image = history.classify(audit.entries(stack.audit_log(cfg)), cfg.stack, to)
+    if action != "rollback" and not allow_untested:
+        raise OperatorError(
+            f"--to: {to} never passed its health gate on stack '{stack.name}', so going to it is a deploy of an "
+            f"untested image, not a rollback; run `fetchml-infra deploy --stack {stack.name} --image {to}`, or "
+            "add --allow-untested to go anyway (recorded as a deploy)"
+        )
+    untested = " (untested: --allow-untested)" if action != "rollback" else ""
+    say(f"{action} stack '{stack.name}' from {from_image} to {to}{untested} (reason: {reason})")
+    tried = attempt.up(stack, cfg, current.image, action, current_actor(), reason, say)
     if not tried.outcome.ok:
         _explain(stack, cfg, tried, say)
         if tried.refused:

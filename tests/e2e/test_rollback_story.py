@@ -166,3 +166,17 @@ def test_prod_never_rolls_back_by_itself_and_hipaa_is_enforced(prod: Project) ->
     ok(p.cli("deploy", "--image", CRASH), code=4)
     assert moves(p)[-1][1:] == ("failure", A, CRASH)
     inv.check()
+
+
+def test_rollback_to_a_tag_that_never_passed_here_is_refused_or_recorded_as_a_deploy(staging: Project) -> None:
+    p = staging
+    ok(p.cli("deploy", "--image", A))
+    out = ok(p.cli("rollback", "--to", B, "--reason", "typo-or-not"), code=2)
+    assert f"--to: {B} never passed its health gate on stack '{p.stack_name}'" in " ".join(out.split())
+    assert "--reason: required" in ok(p.cli("rollback", "--to", A, "--reason", " "), code=2)
+    assert len(p.chain()) == 1 and p.config("image") == A
+
+    out = ok(p.cli("rollback", "--to", B, "--reason", "hotfix", "--allow-untested"))
+    assert f"deploy stack '{p.stack_name}' from {A} to {B} (untested: --allow-untested)" in out
+    assert moves(p)[-1] == ("deploy", "success", A, B)
+    assert json.loads(ok(p.cli("history", "--json")))[0]["action"] == "deploy"
