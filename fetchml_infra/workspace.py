@@ -135,8 +135,14 @@ class Stack:
         return subprocess.run(cmd, cwd=self.project_dir, capture_output=True, text=True, timeout=300)
 
     def run(self, args: list[str], on_output: Callable[[str], None] = print) -> engine.Run:
-        """One engine run of this stack (up, preview, refresh), with its structured events."""
-        return engine.run(args, stack=self.name, cwd=self.project_dir, on_output=on_output)
+        """One engine run of this stack (up, preview, refresh), with its structured events. With
+        $FETCHML_ENGINE_LOG set, Pulumi's own progress goes to that file instead of the terminal."""
+        log = os.environ.get("FETCHML_ENGINE_LOG")
+        if not log:
+            return engine.run(args, stack=self.name, cwd=self.project_dir, on_output=on_output)
+        with open(log, "a", encoding="utf-8") as out:
+            out.write(f"\n$ pulumi {' '.join(args)} --stack {self.name}\n")
+            return engine.run(args, stack=self.name, cwd=self.project_dir, on_output=lambda line: print(line, file=out))
 
     def up(
         self, message: str, policy: Policy, on_output: Callable[[str], None] = print, replace: Sequence[str] = ()

@@ -25,16 +25,25 @@ from minio import Minio
 from fetchml_infra import offline
 from fetchml_infra.offline import REPO_ROOT
 
+ENGINE_LOG = REPO_ROOT / ".state" / "demo-engine.log"
+VERBOSE = "--verbose" in sys.argv[1:]  # stream Pulumi's own output instead of keeping it in ENGINE_LOG
 STACK = "demo"
 A, B, C = "sha-1a2b3c4", "sha-5d6e7f8", "sha-9c0ffee"
 PORTS = {"apiHostPort": "9121", "redisHostPort": "6399", "minioHostPort": "9020"}
 ENV = offline.apply()
+if not VERBOSE:
+    ENV["FETCHML_ENGINE_LOG"] = str(ENGINE_LOG)
 
 
 def run(*cmd: str, expect: int = 0) -> str:
     print(f"\n$ {' '.join(cmd)}", flush=True)
     done = subprocess.run(cmd, cwd=REPO_ROOT, env=ENV, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    print(done.stdout, end="", flush=True)
+    if cmd[0] == "pulumi" and not VERBOSE:  # the plain path: its whole output is Pulumi's own
+        with open(ENGINE_LOG, "a", encoding="utf-8") as log:
+            log.write(f"\n$ {' '.join(cmd)}\n{done.stdout}")
+        print(f"(exit {done.returncode}; its output is in {ENGINE_LOG.relative_to(REPO_ROOT)})", flush=True)
+    else:
+        print(done.stdout, end="", flush=True)
     if done.returncode != expect:
         sys.exit(f"demo: `{' '.join(cmd)}` exited {done.returncode}, expected {expect}")
     return done.stdout
@@ -91,6 +100,8 @@ def secret(key: str) -> str:
 
 
 def main() -> None:
+    ENGINE_LOG.parent.mkdir(parents=True, exist_ok=True)
+    ENGINE_LOG.write_text("")
     fresh_stack()
     cli = ["fetchml-infra"]
     run(*cli, "deploy", "--stack", STACK, "--image", A, "--reason", "first-release")
@@ -105,6 +116,8 @@ def main() -> None:
     run(*cli, "audit", "verify", "--log", str(REPO_ROOT / ".state" / "audit" / f"{STACK}.audit.log"))
     run(*cli, "status", "--stack", STACK)
     print("\ndemo: every step behaved as the rollback procedure says.")
+    if not VERBOSE:
+        print(f"demo: Pulumi's own output of every step is in {ENGINE_LOG} (scripts/demo --verbose streams it)")
     print(
         f"demo: stack '{STACK}' is still running (containers fetchml-{STACK}-*); remove it with\n"
         f"  fetchml-infra destroy --stack {STACK} --reason end-of-demo            (keeps the queue and artifacts)\n"
