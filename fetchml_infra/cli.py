@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -30,6 +31,7 @@ from fetchml_infra import (
     review,
     state_upgrade,
     teardown,
+    timeline,
 )
 from fetchml_infra.cli_audit import audit_app
 from fetchml_infra.console import StackOpt, WaitOpt, console, fail, say
@@ -141,17 +143,21 @@ def show_preview(
 
 @app.command("history")
 def show_history(stack: StackOpt, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """One row per update of the stack: time, result, image, action, actor."""
+    """The stack's one timeline, newest first: every audit entry (manual, adopted and failed ones included)
+    and every update that wrote none, with time (UTC), action, from, to, outcome, actor and reason."""
     try:
-        rows = history.label_actions(_stack(stack).history())
-    except OperatorError as exc:
-        fail(str(exc), exc.code)
+        s = _stack(stack)
+        log = s.audit_log(procedure.load_config(s))
+        entries = audit.entries(log) if Path(log).exists() else []
+        rows = timeline.merge(s.history(), entries, stack)
+    except (OperatorError, audit.AuditError) as exc:
+        fail(str(exc), getattr(exc, "code", 2))
     if as_json:
         print(json.dumps([r.as_dict() for r in rows], indent=2))
         return
-    table = Table("time", "result", "image", "action", "actor", title=f"stack {stack}")
+    table = Table("time (UTC)", "action", "from", "to", "outcome", "actor", "reason", "source", title=f"stack {stack}")
     for r in rows:
-        table.add_row(r.time, r.result, r.image or "-", r.action, r.actor or "-")
+        table.add_row(r.time, r.action, r.from_image, r.to_image, r.outcome, r.actor, r.reason, r.source)
     console.print(table)
 
 

@@ -30,6 +30,8 @@ class Update:
     message: str
     action: str | None
     actor: str | None
+    end_time: str = ""
+    reason: str | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -55,6 +57,8 @@ def parse_history(raw: Sequence[Mapping[str, Any]], project: str = PROJECT) -> l
                 message=message,
                 action=fields.get("action"),
                 actor=fields.get("actor"),
+                end_time=str(item.get("endTime", "")),
+                reason=message.split(" reason=", 1)[1] if " reason=" in message else None,
             )
         )
     return updates

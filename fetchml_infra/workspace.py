@@ -183,6 +183,7 @@ class Stack:
                 "kind": u.kind,
                 "result": u.result,
                 "startTime": u.start_time.isoformat() if u.start_time else "",
+                "endTime": u.end_time.isoformat() if u.end_time else "",
                 "message": u.message,
                 "config": {k: v.value for k, v in (u.config or {}).items()},
             }
