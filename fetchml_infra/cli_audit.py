@@ -37,7 +37,9 @@ def audit_verify(
     _require_log(log)
     verdict = audit.verify(str(log), expected_head=head, expected_length=length, allow_longer=True)
     if verdict.ok:
-        say(f"ok: {log}: {audit.count_entries(verdict.length)}, head {verdict.head}")
+        fixes = sum(1 for e in audit.entries(str(log)) if e.action == "correct")
+        noted = f" ({fixes} correction{'s' if fixes != 1 else ''})" if fixes else ""
+        say(f"ok: {log}: {audit.count_entries(verdict.length)}{noted}, head {verdict.head}")
         raise typer.Exit(0)
     say(f"BROKEN: {log}: line {verdict.first_bad_line}: {verdict.problem}: {verdict.detail}")
     raise typer.Exit(1)
@@ -78,6 +80,39 @@ def audit_append(
         )
     except (ValueError, audit.AuditError) as exc:
         fail(str(exc), 2)
+    say(entry.render())
+
+
+@audit_app.command("correct")
+def audit_correct(
+    log: LogOpt,
+    stack: StackOpt,
+    index: Annotated[int, typer.Option(help="The entry to correct: its position in the chain, 1 = the first.")],
+    reason: Annotated[str, typer.Option(help="What was wrong and what is right (required).")],
+    actor: Annotated[str, typer.Option(help="Who; default $FETCHML_ACTOR or the OS user.")] = "",
+) -> None:
+    """Correct a wrong entry the only way an append-only log allows: a `correct` entry that names it (by
+    position and hash) and says why. The named entry stays, is no longer counted as a move, and the
+    correction shows in verify, tail and history."""
+    _require_log(log)
+    try:
+        chained = audit.entries(str(log))
+    except audit.AuditError as exc:
+        fail(str(exc), 2)
+    if not 1 <= index <= len(chained):
+        fail(f"--index: expected 1 to {len(chained)} (the entries of {log}), saw {index}; nothing was written", 2)
+    target = chained[index - 1]
+    # The manual-entry checks for what a correction carries (no tags: it moves nothing).
+    fields = {"--reason": reason, "--actor": actor, "--stack": stack, "--from": "none", "--to": "sha-0000000"}
+    found = [p for p in manual.problems(fields, {e.stack for e in chained}) if not p.startswith(("--from", "--to"))]
+    if target.action in manual.NOT_CORRECTABLE:
+        found.append(f"--index: entry {index} is a {target.action} entry, which records no move to correct")
+    if found:
+        fail("; ".join(found) + "; nothing was written", 2)
+    entry = audit.append(
+        str(log), action="correct", outcome="success", from_image="-", to_image="-",
+        actor=actor or current_actor(), reason=manual.correction_reason(index, target.hash, reason), stack=stack,
+    )  # fmt: skip
     say(entry.render())
 
 

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+from fetchml_infra.audit.manual import corrected
 from fetchml_infra.config import PROJECT
 
 NO_IMAGE = "none"
@@ -112,8 +113,11 @@ def classify(entries: Sequence[ChainEntry], stack: str, to_image: str) -> tuple[
 
 
 def _moves(entries: Iterable[E], stack: str) -> list[E]:
-    """The stack's entries that moved (or tried to move) its image; adoption and notes are not moves."""
-    return [e for e in entries if e.stack == stack and e.action in MOVES]
+    """The stack's entries that moved (or tried to move) its image; adoption, seals, corrections and the
+    entries a correction names are not moves."""
+    listed = list(entries)
+    wrong = corrected(listed)
+    return [e for e in listed if e.stack == stack and e.action in MOVES and getattr(e, "hash", None) not in wrong]
 
 
 def last_entry(entries: Iterable[E], stack: str) -> E | None:

@@ -9,9 +9,26 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 
 TAG = re.compile(r"^(sha-[0-9a-f]{7,40}|none)$")
+# A correction names the entry it corrects by position and hash: "corrects entry 4 hash=<64 hex>: <why>".
+_CORRECTS = re.compile(r"^corrects entry \d+ hash=([0-9a-f]{64}): ")
+NOT_CORRECTABLE = ("adopt", "seal", "correct")
+
+
+def correction_reason(index: int, entry_hash: str, reason: str) -> str:
+    return f"corrects entry {index} hash={entry_hash}: {reason.strip()}"
+
+
+def corrected(entries: Iterable[object]) -> set[str]:
+    """Hashes of the entries a ``correct`` entry in ``entries`` names: they no longer count as moves."""
+    found = set()
+    for e in entries:
+        m = _CORRECTS.match(str(getattr(e, "reason", ""))) if getattr(e, "action", "") == "correct" else None
+        if m:
+            found.add(m[1])
+    return found
 
 
 def _hidden(value: str) -> str | None:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from fetchml_infra import audit as fetchml_audit
+from fetchml_infra import history
 
 
 def audit(*args: str) -> subprocess.CompletedProcess[str]:
@@ -173,3 +174,34 @@ def test_a_manual_entry_with_a_typo_is_refused_before_it_becomes_permanent(tmp_p
         said = " ".join(done.stderr.split())
         assert done.returncode == 2 and message in said and said.endswith("nothing was written"), said
     assert log.read_bytes() == before
+
+
+def test_a_wrong_entry_is_corrected_by_an_entry_that_names_it(tmp_path: Path) -> None:
+    log = started(tmp_path / "prod-audit.log")
+    assert append(log, "sha-0dd0c0d", reason="meant sha-1a2b3c4").returncode == 0  # the typo: wrong image
+    wrong = fetchml_audit.entries(str(log))[1]
+    before = log.read_bytes()
+    for bad, said in (
+        (["--index", "9", "--reason", "x"], "--index: expected 1 to 2"),
+        (["--index", "2", "--reason", " "], "--reason: required"),
+        (["--index", "2", "--reason", "x", "--stack", "staging"], "--stack: this log records stack prod"),
+    ):
+        args = ["--log", str(log), "--stack", "prod", *bad] if "--stack" not in bad else ["--log", str(log), *bad]
+        done = audit("correct", *args)
+        assert done.returncode == 2 and said in " ".join(done.stderr.split()), done.stderr
+    assert log.read_bytes() == before
+
+    done = audit(
+        "correct", "--log", str(log), "--stack", "prod", "--index", "2", "--reason", "the target was sha-1a2b3c4"
+    )
+    assert done.returncode == 0, done.stderr
+    assert " | correct | success | from=- | to=- | actor=" in done.stdout
+    assert f"reason=corrects entry 2 hash={wrong.hash}: the target was sha-1a2b3c4 | stack=prod" in done.stdout
+    assert log.read_bytes().startswith(before)  # appended, nothing rewritten
+    ok = audit("verify", "--log", str(log))
+    assert ok.returncode == 0 and ok.stdout.startswith(f"ok: {log}: 3 entries (1 correction), head ")
+    assert " | correct | " in audit("tail", "--log", str(log), "-n", "1").stdout
+
+    # The corrected entry no longer counts as a move: the chain's last move is the first deploy again.
+    last = history.last_entry(fetchml_audit.entries(str(log)), "prod")
+    assert last is not None and last.to_image == "sha-abcdef0"
