@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -12,9 +13,19 @@ from fetchml_infra.audit import manual
 from fetchml_infra.console import LogOpt, StackOpt, fail, say
 from fetchml_infra.gate import current_actor
 
+ActorOpt = Annotated[str, typer.Option(help="Who; default $FETCHML_ACTOR or the OS user.")]
 audit_app = typer.Typer(
     no_args_is_help=True, help="Verify, append to, read, adopt and seal the hash-chained audit log."
 )
+
+
+def _write(make: Callable[[], audit.Entry]) -> None:
+    """Write one entry and print it; a refusal is exit 2 with nothing written."""
+    try:
+        entry = make()
+    except (ValueError, audit.AuditError) as exc:
+        fail(str(exc), 2)
+    say(entry.render())
 
 
 def _require_log(log: Path) -> None:
@@ -54,7 +65,7 @@ def audit_append(
     to_image: Annotated[str, typer.Option("--to", help="Image rolled back to.")],
     reason: Annotated[str, typer.Option(help="Why.")],
     stack: StackOpt,
-    actor: Annotated[str, typer.Option(help="Who; default $FETCHML_ACTOR or the OS user.")] = "",
+    actor: ActorOpt = "",
 ) -> None:
     """Append one entry by hand, for an emergency rollback done outside Pulumi (the procedure requires it).
     Refused (exit 2, nothing written) unless the log exists, the tags are sha-<hex> or none, the stack is the
@@ -67,8 +78,8 @@ def audit_append(
         fail(str(exc), 2)
     if found:
         fail("; ".join(found) + "; nothing was written", 2)
-    try:
-        entry = audit.append(
+    _write(
+        lambda: audit.append(
             str(log),
             action=action,
             outcome=outcome,
@@ -78,9 +89,7 @@ def audit_append(
             reason=reason,
             stack=stack,
         )
-    except (ValueError, audit.AuditError) as exc:
-        fail(str(exc), 2)
-    say(entry.render())
+    )
 
 
 @audit_app.command("correct")
@@ -89,7 +98,7 @@ def audit_correct(
     stack: StackOpt,
     index: Annotated[int, typer.Option(help="The entry to correct: its position in the chain, 1 = the first.")],
     reason: Annotated[str, typer.Option(help="What was wrong and what is right (required).")],
-    actor: Annotated[str, typer.Option(help="Who; default $FETCHML_ACTOR or the OS user.")] = "",
+    actor: ActorOpt = "",
 ) -> None:
     """Correct a wrong entry the only way an append-only log allows: a `correct` entry that names it (by
     position and hash) and says why. The named entry stays, is no longer counted as a move, and the
@@ -109,11 +118,18 @@ def audit_correct(
         found.append(f"--index: entry {index} is a {target.action} entry, which records no move to correct")
     if found:
         fail("; ".join(found) + "; nothing was written", 2)
-    entry = audit.append(
-        str(log), action="correct", outcome="success", from_image="-", to_image="-",
-        actor=actor or current_actor(), reason=manual.correction_reason(index, target.hash, reason), stack=stack,
-    )  # fmt: skip
-    say(entry.render())
+    _write(
+        lambda: audit.append(
+            str(log),
+            action="correct",
+            outcome="success",
+            from_image="-",
+            to_image="-",
+            actor=actor or current_actor(),
+            reason=manual.correction_reason(index, target.hash, reason),
+            stack=stack,
+        )  # fmt: skip
+    )
 
 
 @audit_app.command("tail")
@@ -125,25 +141,17 @@ def audit_tail(log: LogOpt, n: Annotated[int, typer.Option("-n", help="How many 
 
 
 @audit_app.command("adopt")
-def audit_adopt(log: LogOpt, stack: StackOpt, actor: Annotated[str, typer.Option()] = "") -> None:
+def audit_adopt(log: LogOpt, stack: StackOpt, actor: ActorOpt = "") -> None:
     """Chain an existing plain log: its bytes are hashed into a first chained entry."""
-    try:
-        entry = audit.adopt(str(log), actor=actor or current_actor(), stack=stack)
-    except (ValueError, audit.AuditError) as exc:
-        fail(str(exc), 2)
-    say(entry.render())
+    _write(lambda: audit.adopt(str(log), actor=actor or current_actor(), stack=stack))
 
 
 @audit_app.command("seal")
 def audit_seal(
     log: LogOpt,
     stack: StackOpt,
-    actor: Annotated[str, typer.Option(help="Who; default $FETCHML_ACTOR or the OS user.")] = "",
+    actor: ActorOpt = "",
 ) -> None:
     """After a crash left a torn last line: keep its bytes as a line of their own, pinned by a seal entry that
     continues the chain, so appends work again. Exit 2, nothing written, if that is not the log's only problem."""
-    try:
-        entry = audit.seal(str(log), actor=actor or current_actor(), stack=stack)
-    except (ValueError, audit.AuditError) as exc:
-        fail(str(exc), 2)
-    say(entry.render())
+    _write(lambda: audit.seal(str(log), actor=actor or current_actor(), stack=stack))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from fetchml_infra.history import MOVES, NO_IMAGE, Update, label_actions
+from fetchml_infra.history import MOVES, NO_IMAGE, ChainEntry, Update, label_actions
 
 # An entry is written while its update runs; the engine's own clock and the entry's second-resolution
 # stamp can differ by a little.
@@ -21,25 +21,17 @@ SLACK = timedelta(seconds=5)
 NO_END = timedelta(minutes=30)
 
 
-class Entry(Protocol):
+class Entry(ChainEntry, Protocol):
     """The fields of an audit entry (fetchml_infra.audit.Entry) that a timeline row shows."""
 
     @property
     def time(self) -> str: ...
     @property
-    def action(self) -> str: ...
-    @property
-    def outcome(self) -> str: ...
-    @property
     def from_image(self) -> str: ...
-    @property
-    def to_image(self) -> str: ...
     @property
     def actor(self) -> str: ...
     @property
     def reason(self) -> str: ...
-    @property
-    def stack(self) -> str: ...
 
 
 @dataclass(frozen=True)
