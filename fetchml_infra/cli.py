@@ -155,10 +155,11 @@ def show_history(stack: StackOpt, as_json: Annotated[bool, typer.Option("--json"
     if as_json:
         print(json.dumps([r.as_dict() for r in rows], indent=2))
         return
-    table = Table("time (UTC)", "action", "from", "to", "outcome", "actor", "reason", "source", title=f"stack {stack}")
+    # One line per row, never cut to the terminal's width: tags and reasons are what an operator greps for.
+    say(f"stack {stack}: time (UTC), action, from -> to, outcome, actor, reason [source]")
     for r in rows:
-        table.add_row(r.time, r.action, r.from_image, r.to_image, r.outcome, r.actor, r.reason, r.source)
-    console.print(table)
+        move = f"{r.from_image} -> {r.to_image}"
+        say(f"{r.time}  {r.action:<8}  {move}  {r.outcome:<7}  {r.actor}  {r.reason}  [{r.source}]")
 
 
 @app.command()

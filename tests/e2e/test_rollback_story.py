@@ -127,6 +127,12 @@ def test_staging_story(staging: Project) -> None:
         (B, "succeeded", "deploy"),
         (A, "succeeded", "deploy"),
     ]
+    assert [(r["from"], r["reason"], r["source"]) for r in rows][2:4] == [
+        (BROKEN, "health-check-failure", "audit"),
+        (B, "health-check-failure: HTTP 503", "audit"),
+    ]
+    plain = ok(p.cli("history")).splitlines()  # one uncut line per row, whatever the terminal's width
+    assert len(plain) == 7 and plain[1].endswith(f"rollback  {A} -> {B}  success  e2e-operator  -  [audit]")
     assert ok(p.cli("audit", "verify", "--log", str(p.audit_log), on_stack=False)).startswith("ok:")
 
     # A log whose tail was cut off still verifies on its own; against the head the last update recorded
