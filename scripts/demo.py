@@ -64,6 +64,7 @@ def fresh_stack() -> None:
     staging = yaml.safe_load((REPO_ROOT / "Pulumi.staging.yaml").read_text())
     config = dict(staging["config"])
     config.update({f"fetchml:{k}": v for k, v in PORTS.items()})
+    config.pop("fetchml:image", None)  # a new stack has no image yet: its first deploy sets it
     config["fetchml:healthTimeoutSeconds"] = "15"
     demo = {"encryptionsalt": staging["encryptionsalt"], "config": config}
     (REPO_ROOT / f"Pulumi.{STACK}.yaml").write_text(yaml.safe_dump(demo, sort_keys=True))
