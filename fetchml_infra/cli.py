@@ -189,7 +189,7 @@ def status(stack: StackOpt) -> None:
     operator = lock.current_holder(attempt.lock_path(s))
     table = Table("", "", title=f"stack {stack}", show_header=False)
     table.add_row("image (config)", cfg.image)
-    table.add_row("image (deployed)", str(outputs.get("image", "-")))
+    table.add_row("image (last completed update)", str(outputs.get("image", "-")))
     table.add_row("containers", host.describe(apps, cfg.worker_replicas))
     table.add_row("health", f"{polled.verdict.reason} ({cfg.health_url})")
     table.add_row(

@@ -222,6 +222,7 @@ class AppContainer:
     image: str  # its FETCHML_VERSION ("" if it has none)
     running: bool
     started: bool = True  # it has run at least once (a create cut short leaves one that never did)
+    restarts: int = 0  # Docker's RestartCount: a container that keeps exiting is crash-looping
 
 
 def app_containers(prefix: str) -> dict[str, AppContainer]:
@@ -237,7 +238,8 @@ def app_containers(prefix: str) -> dict[str, AppContainer]:
         state = o.get("State") or {}
         running = bool(state.get("Running")) and not state.get("Restarting")
         started = not str(state.get("StartedAt") or "0001-").startswith("0001-")
-        apps[m.group(1)] = AppContainer(m.group(0), str(o["Id"]), version, running, started)
+        restarts = int(o.get("RestartCount") or 0)
+        apps[m.group(1)] = AppContainer(m.group(0), str(o["Id"]), version, running, started, restarts)
     return apps
 
 
@@ -279,7 +281,9 @@ def describe(apps: Mapping[str, AppContainer], replicas: int) -> str:
         if app is None:
             parts.append(f"{role} missing")
             continue
-        state = ("running" if app.running else "stopped") + ("" if role in wanted else ", extra")
+        crashing = not app.running and app.restarts > 0
+        state = "running" if app.running else (f"crash-looping, {app.restarts} restarts" if crashing else "stopped")
+        state += "" if role in wanted else ", extra"
         parts.append(f"{role} {app.image or 'without FETCHML_VERSION'} ({state})")
     return ", ".join(parts)
 

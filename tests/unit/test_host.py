@@ -137,8 +137,8 @@ def test_listener_from_ss(address: str, port: int, expected: str | None) -> None
     assert host.listener(SS, address, port) == expected
 
 
-def app(role: str, image: str = "sha-1a2b3c4", running: bool = True) -> AppContainer:
-    return AppContainer(f"fx-{role}", f"{role}-id", image, running)
+def app(role: str, image: str = "sha-1a2b3c4", running: bool = True, restarts: int = 0) -> AppContainer:
+    return AppContainer(f"fx-{role}", f"{role}-id", image, running, restarts=restarts)
 
 
 def apps(*containers: AppContainer) -> dict[str, AppContainer]:
@@ -208,3 +208,9 @@ def test_orphans_are_only_this_stacks_unrecorded_app_containers() -> None:
 def test_a_container_that_never_started_ran_no_image() -> None:
     never = AppContainer("fx-api", "new", "sha-5d6e7f8", False, started=False)
     assert host.images_other_than(apps(never, app("worker-1")), "sha-1a2b3c4") == []
+
+
+def test_a_container_that_keeps_exiting_is_named_crash_looping() -> None:
+    looping = apps(app("api", image="sha-dead001", running=False, restarts=7), app("worker-1"))
+    assert host.running_image(looping, 1) is None
+    assert host.describe(looping, 1) == ("api sha-dead001 (crash-looping, 7 restarts), worker-1 sha-1a2b3c4 (running)")
