@@ -35,16 +35,19 @@ def current_actor(env: dict[str, str] | None = None) -> str:
     return actor
 
 
-def record_move(log: str, *, stack: str, image: str, actor: str, outcome: str, reason: str) -> audit.Entry | None:
-    """Append the entry for moving ``stack`` to ``image``: deploy or rollback, and from what, as the chain
-    says (fetchml_infra.history.classify). None, and nothing written, when the chain's last move already went
-    to ``image``: that is no change of the running image, and no entry may claim one."""
-    action, from_image = history.classify(audit.entries(log), stack, image)
+def record_move(
+    log: str, *, stack: str, image: str, actor: str, outcome: str, reason: str, action: str | None = None
+) -> audit.Entry | None:
+    """Append the entry for moving ``stack`` to ``image``: deploy or rollback (unless ``action`` names it, as
+    a destroy does), and from what, as the chain says (fetchml_infra.history.classify). None, and nothing
+    written, when the chain's last move already went to ``image``: that is no change of the running image,
+    and no entry may claim one."""
+    classified, from_image = history.classify(audit.entries(log), stack, image)
     if from_image == image:
         return None
     return audit.append(
         log,
-        action=action,
+        action=action or classified,
         outcome=outcome,
         from_image=from_image,
         to_image=image,

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from fetchml_infra import audit, history, host
 from fetchml_infra.config import StackConfig
-from fetchml_infra.gate import current_actor
+from fetchml_infra.gate import current_actor, record_move
 from fetchml_infra.workspace import OperatorError, Stack
 
 Say = Callable[[str], None]
@@ -28,11 +28,11 @@ def volumes(stack: Stack) -> list[str]:
     return sorted(str((r.get("outputs") or {}).get("name")) for r in resources if r.get("type") == VOLUME)
 
 
-def _record(cfg: StackConfig, log: str, image: str, outcome: str, reason: str) -> None:
-    audit.append(
-        log, action="destroy", outcome=outcome, from_image=image, to_image=history.NO_IMAGE,
-        actor=current_actor(), reason=reason, stack=cfg.stack,
-    )  # fmt: skip
+def _record(cfg: StackConfig, log: str, outcome: str, reason: str) -> None:
+    """The move to no image, from the one the chain's last move went to (nothing, if it already ended at none:
+    a destroy run again after one that stopped part-way records no second move)."""
+    record_move(log, stack=cfg.stack, image=history.NO_IMAGE, actor=current_actor(), outcome=outcome,
+                reason=reason[:200], action="destroy")  # fmt: skip
 
 
 def destroy(stack: Stack, cfg: StackConfig, reason: str, delete_data: bool, say: Say) -> int:
@@ -48,12 +48,11 @@ def destroy(stack: Stack, cfg: StackConfig, reason: str, delete_data: bool, say:
     run = stack.run(["destroy", "--yes", "--skip-preview", "--message", f"destroy: {reason}"])
     if not run.ok:
         gone = not host.app_containers(cfg.name_prefix)
-        if gone and image != history.NO_IMAGE:
-            _record(cfg, log, image, "failure", f"destroy stopped part-way: {reason}"[:200])
+        if gone:
+            _record(cfg, log, "failure", f"destroy stopped part-way: {reason}")
         say(f"destroy failed part-way; the app is {'gone' if gone else 'still there'}: run it again")
         return 4
-    if image != history.NO_IMAGE:
-        _record(cfg, log, image, "success", reason[:200])
+    _record(cfg, log, "success", reason)
     removed = stack.pulumi("stack", "rm", "--yes", "--preserve-config")
     if removed.returncode != 0:
         say(f"the app is gone but the stack could not be removed: {removed.stderr.strip()[-300:]}")
