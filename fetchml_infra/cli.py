@@ -172,7 +172,8 @@ def status(stack: StackOpt) -> None:
     except OperatorError as exc:
         fail(str(exc), exc.code)
     outputs = s.outputs()
-    if not outputs and not host.app_containers(cfg.name_prefix):
+    apps = host.app_containers(cfg.name_prefix)
+    if not outputs and not apps:
         say(
             f"stack {stack} has never been deployed: nothing runs yet, and its audit log starts with its first "
             f"deploy (`fetchml-infra deploy --stack {stack} --image sha-<commit>`)"
@@ -183,7 +184,6 @@ def status(stack: StackOpt) -> None:
     )
     log = str(outputs.get("audit_log", s.audit_log(cfg)))
     verdict = audit.verify(log)
-    apps = host.app_containers(cfg.name_prefix)
     last = history.last_entry(audit.entries(log), cfg.stack) if verdict.ok else None
     engine_locks = preflight.engine_locks(s)
     operator = lock.current_holder(attempt.lock_path(s))

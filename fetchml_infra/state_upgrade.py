@@ -12,7 +12,7 @@ import subprocess
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from fetchml_infra import offline
+from fetchml_infra import lock, offline
 from fetchml_infra.state_layout import backup, has_resources, layout, stack_file
 
 Say = Callable[[str], None]
@@ -46,11 +46,10 @@ def upgrade(backend: Path, oldest_cli: Path, env: Mapping[str, str], say: Say) -
     if before.kind != "legacy":
         say(f"nothing to do: the state in {backend} is already in the {before.kind} layout")
         return 0
-    locks = backend / ".pulumi" / "locks"
-    held = sorted(locks.rglob("*.json")) if locks.is_dir() else []
+    held = [found for stack in before.legacy_stacks for found in lock.engine_locks(backend, stack)]
     if held:
         say(
-            f"refused: an update holds a lock ({held[0]}); run this when none runs. A lock left by a killed "
+            f"refused: an update holds a lock ({held[0].path}); run this when none runs. A lock left by a killed "
             "engine is cleared by `FETCHML_PULUMI_CLI=oldest fetchml-infra recover --stack S` (that CLI still "
             "reads this layout)"
         )

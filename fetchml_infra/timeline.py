@@ -101,8 +101,8 @@ def merge(updates: Sequence[Update], entries: Iterable[Entry], stack: str) -> li
         if u.kind == "update" and u.image and u.result == "succeeded":
             previous = u.image
     # Newest first; at the same second, the later-recorded row first (audit rows are in chain order).
-    order = {id(r): i for i, r in enumerate(rows)}
-    return sorted(rows, key=lambda r: (parse_time(r.time) or _EPOCH, order[id(r)]), reverse=True)
+    ranked = sorted(enumerate(rows), key=lambda ir: (parse_time(ir[1].time) or _EPOCH, ir[0]), reverse=True)
+    return [row for _, row in ranked]
 
 
 _EPOCH = datetime.min.replace(tzinfo=UTC)

@@ -61,10 +61,8 @@ class Policy:
     allow_public_bind: bool
 
     def args(self) -> list[str]:
-        try:
-            pack = toolchain.policy_pack(toolchain.cli_version())
-        except RuntimeError as exc:
-            raise OperatorError(str(exc)) from exc
+        """Only used by a Stack, whose construction checked the CLI (cli_version is cached per process)."""
+        pack = toolchain.policy_pack(toolchain.cli_version())
         return ["--policy-pack", pack, "--policy-pack-config", self.write_config()]
 
     def write_config(self) -> str:
