@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from fetchml_infra import audit
-from fetchml_infra.audit import manual
+from fetchml_infra.audit import manual, view
 from fetchml_infra.console import LogOpt, StackOpt, fail, say
 from fetchml_infra.gate import current_actor
 
@@ -48,12 +48,16 @@ def audit_verify(
     _require_log(log)
     verdict = audit.verify(str(log), expected_head=head, expected_length=length, allow_longer=True)
     if verdict.ok:
-        # Parse the log a second time (seconds on a million entries) only when it can hold a correction; a
-        # torn or adopted line holding the same bytes is no entry, so the parse, not the bytes, counts them.
-        maybe = b" | correct | " in log.read_bytes()
-        fixes = sum(1 for e in audit.entries(str(log)) if e.action == "correct") if maybe else 0
+        # Parse the log a second time (seconds on a million entries) only when it can hold a correction, an
+        # adoption or a seal; a torn or adopted line holding those bytes is no entry, so the parse counts.
+        raw = log.read_bytes()
+        maybe = any(mark in raw for mark in (b" | correct | ", b" | adopt | ", b" | seal | "))
+        chained = audit.entries(str(log)) if maybe else []
+        fixes = sum(1 for e in chained if e.action == "correct")
+        seals = sum(1 for e in chained if e.action == "seal")
+        counted = view.describe(verdict.length, len(chained) if maybe else verdict.length, seals)
         noted = f" ({fixes} correction{'s' if fixes != 1 else ''})" if fixes else ""
-        say(f"ok: {log}: {audit.count_entries(verdict.length)}{noted}, head {verdict.head}")
+        say(f"ok: {log}: {counted}{noted}, head {verdict.head}")
         raise typer.Exit(0)
     say(f"BROKEN: {log}: line {verdict.first_bad_line}: {verdict.problem}: {verdict.detail}")
     raise typer.Exit(1)
@@ -136,11 +140,12 @@ def audit_correct(
 
 
 @audit_app.command("tail")
-def audit_tail(log: LogOpt, n: Annotated[int, typer.Option("-n", help="How many entries.")] = 10) -> None:
-    """Print the last N entries (exit 2 when there is no log)."""
+def audit_tail(log: LogOpt, n: Annotated[int, typer.Option("-n", help="How many lines.")] = 10) -> None:
+    """Print the last N lines as verify counts them: entries, and the adopted plain lines and sealed torn
+    lines, marked as such (exit 2 when there is no log)."""
     _require_log(log)
-    for entry in audit.tail(str(log), n):
-        say(entry.render())
+    for line in view.tail_lines(log, n):
+        say(line)
 
 
 @audit_app.command("adopt")

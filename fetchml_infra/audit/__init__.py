@@ -13,7 +13,8 @@ newline makes its bytes a line of their own and a ``seal`` entry pins their sha2
 across it. The log is never rewritten, truncated or repaired here: damage is reported.
 
 ``chain`` holds the pure part (entries, verification over bytes); ``logfile`` the file I/O and locking;
-``writable`` the check, run before a deploy changes anything, that an append could succeed.
+``writable`` the check, run before a deploy changes anything, that an append could succeed; ``view`` what
+``tail`` and ``verify`` print about lines that are not entries (adopted plain lines, sealed torn lines).
 """
 
 from fetchml_infra.audit.chain import (

@@ -93,6 +93,15 @@ def _complete_end(fd: int, size: int) -> int:
     return 0
 
 
+def _count_lines(fd: int, end: int) -> int:
+    """How many lines end before ``end``, counted in large blocks."""
+    count, pos = 0, 0
+    while pos < end:
+        block = os.pread(fd, min(64 * _BLOCK, end - pos), pos)
+        count, pos = count + block.count(b"\n"), pos + len(block)
+    return count
+
+
 def _last_lines(fd: int, end: int, n: int) -> list[bytes]:
     """The last ``n`` lines before ``end`` (which follows a newline), newlines stripped, read backwards."""
     buf, pos = b"", end
@@ -224,11 +233,7 @@ def head(path: PathLike) -> tuple[str, int]:
         end = _complete_end(fd, size)
         if end == 0:
             return ZERO_HASH, 0
-        count, pos = 0, 0
-        while pos < end:
-            block = os.pread(fd, min(64 * _BLOCK, end - pos), pos)
-            count, pos = count + block.count(b"\n"), pos + len(block)
-        return _head_of(p, _last_lines(fd, end, 1)[0]), count
+        return _head_of(p, _last_lines(fd, end, 1)[0]), _count_lines(fd, end)
 
 
 @contextmanager

@@ -126,7 +126,9 @@ def test_seal_a_torn_line_so_the_emergency_entry_can_be_written(tmp_path: Path) 
     assert sealed.returncode == 0, sealed.stderr
     assert " | seal | success | from=- | to=- | actor=oncall | reason=sealed-torn-line-sha256-" in sealed.stdout
     assert log.read_bytes() == before + b"\n" + sealed.stdout.encode()  # the torn bytes kept, then the seal
-    assert audit("verify", "--log", str(log)).stdout.startswith(f"ok: {log}: 4 entries, head ")
+    assert audit("verify", "--log", str(log)).stdout.startswith(
+        f"ok: {log}: 4 lines (3 entries, 1 sealed torn line), head "
+    )
     assert append(log, "sha-0dd0c0d", **{"from": "sha-1a2b3c4"}).returncode == 0
     assert audit("verify", "--log", str(log)).returncode == 0
     tail = audit("tail", "--log", str(log), "-n", "2")
@@ -205,3 +207,25 @@ def test_a_wrong_entry_is_corrected_by_an_entry_that_names_it(tmp_path: Path) ->
     # The corrected entry no longer counts as a move: the chain's last move is the first deploy again.
     last = history.last_entry(fetchml_audit.entries(str(log)), "prod")
     assert last is not None and last.to_image == "sha-abcdef0"
+
+
+def test_tail_shows_the_adopted_and_sealed_lines_that_verify_counts(tmp_path: Path) -> None:
+    log = tmp_path / "prod-audit.log"
+    log.write_bytes(b"2023-01-01 deployed sha-1111111 by hand\n2023-02-01 rolled back\n")
+    assert audit("adopt", "--log", str(log), "--stack", "prod", "--actor", "oncall").returncode == 0
+    assert append(log, "sha-1a2b3c4", **{"from": "none"}).returncode == 0
+    with log.open("ab") as f:  # a crash mid-append: a torn line, then sealed
+        f.write(b"2026-11-27T00:00:00Z | rollback | succ")
+    assert audit("seal", "--log", str(log), "--stack", "prod", "--actor", "oncall").returncode == 0
+    ok = audit("verify", "--log", str(log))
+    assert ok.returncode == 0, ok.stdout
+    # 6 lines: 2 adopted plain lines, adopt, rollback, the torn line, seal; verify says what they are.
+    assert f"ok: {log}: 6 lines (3 entries, 2 adopted plain lines, 1 sealed torn line), head " in ok.stdout
+    shown = audit("tail", "--log", str(log), "-n", "6").stdout.splitlines()
+    assert len(shown) == 6
+    assert shown[0] == "(adopted plain line 1) 2023-01-01 deployed sha-1111111 by hand"
+    assert shown[1] == "(adopted plain line 2) 2023-02-01 rolled back"
+    assert " | adopt | " in shown[2] and " | rollback | " in shown[3] and " | seal | " in shown[5]
+    assert shown[4] == "(sealed torn line 5) 2026-11-27T00:00:00Z | rollback | succ"
+    last = audit("tail", "--log", str(log), "-n", "2").stdout.splitlines()
+    assert last == shown[-2:]
