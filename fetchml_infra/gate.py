@@ -18,6 +18,7 @@ import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
 
 from fetchml_infra import audit, health, history
+from fetchml_infra.provider_errors import Refused, reported
 
 # Inputs whose change makes AuditEntry append: a change of the deployed image, never actor or reason alone.
 AUDIT_TRIGGERS = ("image",)
@@ -94,7 +95,7 @@ class HealthGateProvider(ResourceProvider):
                 if entry
                 else "no audit entry was written: the running containers did not change"
             )
-            raise Exception(
+            raise Refused(
                 health.describe_failure(
                     result, url=props["url"], stack=props["stack"], rollback_advice=props["rollback_advice"]
                 )
@@ -109,6 +110,7 @@ class HealthGateProvider(ResourceProvider):
             "elapsed": round(result.elapsed, 3),
         }
 
+    @reported(audit.AuditError, OSError)
     def create(self, props: dict[str, Any]) -> CreateResult:
         return CreateResult(f"gate-{props['stack']}", self._check(props, moved=True))
 
@@ -119,6 +121,7 @@ class HealthGateProvider(ResourceProvider):
         changed = [k for k in keys if olds.get(k) != news.get(k)]
         return DiffResult(changes=bool(changed) or _unproven(news), replaces=[], delete_before_replace=False)
 
+    @reported(audit.AuditError, OSError)
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         moved = olds.get("targets") != news.get("targets") or olds.get("image") != news.get("image")
         return UpdateResult(self._check(news, moved))
@@ -184,6 +187,7 @@ class AuditEntryProvider(ResourceProvider):
             }
         return {**props, "entry": entry.render(), "action": entry.action, "head": head, "length": length}
 
+    @reported(audit.AuditError, OSError)
     def create(self, props: dict[str, Any]) -> CreateResult:
         return CreateResult(f"audit-{props['stack']}", self._append(props, None))
 
@@ -193,6 +197,7 @@ class AuditEntryProvider(ResourceProvider):
         changed = [k for k in AUDIT_TRIGGERS if olds.get(k) != news.get(k)]
         return DiffResult(changes=bool(changed) or _unproven(news), replaces=[], delete_before_replace=False)
 
+    @reported(audit.AuditError, OSError)
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         return UpdateResult(self._append(news, olds))
 

@@ -28,9 +28,9 @@ AUDIT = "audit-entry"
 _APP = re.compile(r"api|api-image|worker-\d+|worker-image")
 _CHANGED = {"create", "update", "delete", "replace", "create-replacement", "delete-replaced"}
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]|<\{%[^%]*%\}>")
-# Wrapping that the engine, the Terraform bridge and gRPC put around a provider's own words.
+# Wrapping that the engine, the Terraform bridge, gRPC and our providers (provider_errors) put around the words.
 _NOISE = re.compile(
-    r"^(error:\s*)?(\d+ errors? occurred:|Exception calling application:|update failed|"
+    r"^(error:\s*)?(\d+ errors? occurred:|Exception calling application:|fetchml:|update failed|"
     r"an unhandled error occurred:|deleting urn:[^:]*:.*)\s*",
     re.IGNORECASE,
 )

@@ -109,3 +109,27 @@ def test_first_deploy_of_a_new_stack_needs_nothing_set_by_hand(tmp_path: Path) -
         assert [(e.action, e.outcome, e.from_image, e.to_image) for e in p.chain()] == [
             ("deploy", "success", "none", A)
         ]
+
+
+def test_the_plain_path_reads_a_gate_failure_in_words_not_a_traceback(tmp_path: Path) -> None:
+    """`pulumi config set image <broken> && pulumi up` on prod: the operator reads what the gate saw and what
+    to do, from Pulumi's own output, with no Python traceback or gRPC wrapping; then the plain rollback works."""
+    broken = "sha-9c0ffee"  # a stand-in release whose API answers 503
+    with throwaway(tmp_path, image=A, environment="prod", complianceMode="hipaa", autoRollback="false") as p:
+        assert p.stack.up(color="never").summary.result == "succeeded"
+        assert p.pulumi("config", "set", "image", broken).returncode == 0
+        up = p.pulumi("up", "--yes", "--skip-preview")
+        shown = up.stdout + up.stderr
+        assert up.returncode != 0
+        assert f"error: fetchml: health gate failed for stack '{p.stack_name}'" in shown, shown
+        assert "HTTP 503" in shown and f"fetchml-infra rollback --stack {p.stack_name}" in shown
+        for noise in ("Traceback", 'File "', "Exception calling application", "Exception:"):
+            assert noise not in shown, noise
+        assert [(e.action, e.outcome, e.to_image) for e in p.chain()][-1] == ("deploy", "failure", broken)
+        # The 3 a.m. rollback on the same path.
+        assert p.pulumi("config", "set", "image", A).returncode == 0
+        back = p.pulumi("up", "--yes", "--skip-preview")
+        assert back.returncode == 0, back.stdout + back.stderr
+        assert [(e.action, e.outcome, e.from_image, e.to_image) for e in p.chain()][-1] == (
+            "rollback", "success", broken, A,
+        )  # fmt: skip
