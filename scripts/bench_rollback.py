@@ -26,7 +26,7 @@ from pathlib import Path
 
 import httpx
 import redis
-import yaml  # type: ignore[import-untyped]
+import yaml
 
 from fetchml_infra import offline
 from fetchml_infra.offline import REPO_ROOT

@@ -19,7 +19,7 @@ import sys
 import time
 
 import redis
-import yaml  # type: ignore[import-untyped]
+import yaml
 from minio import Minio
 
 from fetchml_infra import offline
