@@ -8,9 +8,20 @@
 //
 // Environment: FETCHML_VERSION, FETCHML_COMPLIANCE_MODE, FETCHML_REDIS_ADDR (host:port, default
 // 127.0.0.1:6379), FETCHML_REDIS_PASSWORD, FETCHML_STANDIN_MODE = healthy (default) | broken | crash.
+//
+// Worker artifacts, only when FETCHML_MINIO_CREDENTIALS is set (unset: no artifacts, as before):
+//
+//	FETCHML_MINIO_CREDENTIALS   path of a file: access key on line 1, secret key on line 2; read once at
+//	                            start, the worker exits 1 if it cannot (the log names the path, never the keys)
+//	FETCHML_MINIO_ENDPOINT      MinIO host:port, plain HTTP (e.g. minio:9000)
+//	FETCHML_ARTIFACTS_BUCKET    bucket to write to, default "artifacts"; the deployment creates it, not the worker
+//
+// Each job then gets the object jobs/<id>/result.json ({"job", "version", "finished"}) before it is recorded
+// done; a job whose PUT fails stays on fetchml:queue:running.
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -23,6 +34,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -112,6 +125,14 @@ func runServer(role, defaultPort string) int {
 	if port == "" {
 		port = defaultPort
 	}
+	var store *artifactStore
+	if role == "worker" && os.Getenv("FETCHML_MINIO_CREDENTIALS") != "" {
+		var err error
+		if store, err = newArtifactStore(); err != nil {
+			fmt.Fprintf(os.Stderr, "fetchml-worker: %v\n", err)
+			return 1
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	rdb := newRedis()
@@ -149,8 +170,11 @@ func runServer(role, defaultPort string) int {
 	go func() { errc <- srv.ListenAndServe() }()
 	log.Printf("fetchml-%s %s (mode %s) listening on :%s, redis %s", role, version, m, port, rdb.Options().Addr)
 
+	if store != nil {
+		log.Printf("fetchml-worker: artifacts go to bucket %s at %s", store.bucket, store.client.EndpointURL().Host)
+	}
 	if role == "worker" && m != "broken" {
-		go work(ctx, rdb)
+		go work(ctx, rdb, store)
 	}
 	select {
 	case err := <-errc:
@@ -165,8 +189,9 @@ func runServer(role, defaultPort string) int {
 	return 0
 }
 
-// work takes job ids from the pending list (atomically onto the running list), then records them done.
-func work(ctx context.Context, rdb *redis.Client) {
+// work takes job ids from the pending list (atomically onto the running list), writes each one's
+// artifact when store is not nil, then records them done.
+func work(ctx context.Context, rdb *redis.Client, store *artifactStore) {
 	useBLMove := true
 	for ctx.Err() == nil {
 		var id string
@@ -191,6 +216,13 @@ func work(ctx context.Context, rdb *redis.Client) {
 			continue
 		}
 		log.Printf("worker: took job %s", id)
+		if store != nil {
+			if err := store.put(ctx, id); err != nil {
+				log.Printf("worker: artifact for job %s: %v", id, err)
+				sleep(ctx, time.Second)
+				continue // left on the running list
+			}
+		}
 		_, err = rdb.TxPipelined(context.Background(), func(p redis.Pipeliner) error {
 			p.SAdd(context.Background(), jobsDone, id)
 			p.LRem(context.Background(), queueRunning, 1, id)
@@ -202,6 +234,57 @@ func work(ctx context.Context, rdb *redis.Client) {
 		}
 		log.Printf("worker: job %s done", id)
 	}
+}
+
+// artifactStore writes one result object per job to a MinIO bucket.
+type artifactStore struct {
+	client  *minio.Client
+	bucket  string
+	version string
+}
+
+// newArtifactStore reads the credentials file named by FETCHML_MINIO_CREDENTIALS. Its errors name the
+// path, never the file's contents.
+func newArtifactStore() (*artifactStore, error) {
+	path := os.Getenv("FETCHML_MINIO_CREDENTIALS")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("MinIO credentials: %v", err) // "open PATH: no such file or directory" and the like
+	}
+	lines := append(strings.SplitN(string(data), "\n", 3), "", "")
+	access, secret := strings.TrimSpace(lines[0]), strings.TrimSpace(lines[1])
+	if access == "" || secret == "" {
+		return nil, fmt.Errorf("MinIO credentials: %s must hold the access key on line 1 and the secret key on line 2", path)
+	}
+	bucket := os.Getenv("FETCHML_ARTIFACTS_BUCKET")
+	if bucket == "" {
+		bucket = "artifacts"
+	}
+	client, err := minio.New(os.Getenv("FETCHML_MINIO_ENDPOINT"), &minio.Options{
+		Creds:  credentials.NewStaticV4(access, secret, ""),
+		Secure: false, // plain HTTP inside the stack's network
+	})
+	if err != nil {
+		return nil, fmt.Errorf("FETCHML_MINIO_ENDPOINT %q: %v", os.Getenv("FETCHML_MINIO_ENDPOINT"), err)
+	}
+	return &artifactStore{client: client, bucket: bucket, version: os.Getenv("FETCHML_VERSION")}, nil
+}
+
+// put writes jobs/<id>/result.json.
+func (s *artifactStore) put(ctx context.Context, id string) error {
+	body, err := json.Marshal(struct {
+		Job      string `json:"job"`
+		Version  string `json:"version"`
+		Finished string `json:"finished"`
+	}{id, s.version, time.Now().UTC().Format(time.RFC3339)})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err = s.client.PutObject(ctx, s.bucket, "jobs/"+id+"/result.json", bytes.NewReader(body), int64(len(body)),
+		minio.PutObjectOptions{ContentType: "application/json"})
+	return err
 }
 
 func sleep(ctx context.Context, d time.Duration) {
