@@ -29,9 +29,11 @@ from fetchml_infra import (
     procedure,
     recover,
     review,
+    secrets_init,
     state_upgrade,
     teardown,
     timeline,
+    workspace,
 )
 from fetchml_infra.cli_audit import audit_app
 from fetchml_infra.console import StackOpt, WaitOpt, console, fail, say
@@ -84,6 +86,40 @@ def rollback(
     except OperatorError as exc:
         fail(str(exc), exc.code)
     raise typer.Exit(code)
+
+
+@app.command("init")
+def init_stack(
+    stack: StackOpt,
+    secrets_file: Annotated[
+        Optional[Path],  # noqa: UP007
+        typer.Option(help="KEY=VALUE lines, mode 600: minioRootUser, minioRootPassword[, minioAppSecretKey]."),
+    ] = None,
+    rotate: Annotated[bool, typer.Option(help="Replace secrets already set (then `pulumi up` applies them).")] = False,
+    secrets_provider: Annotated[str, typer.Option(help="For a new stack: a KMS URL; default passphrase.")] = "",
+) -> None:
+    """Create a stack (if new) and set its secrets from a file or a hidden prompt, never from the command
+    line. Prod and HIPAA stacks refuse the development passphrase. The app's MinIO key is generated."""
+    offline.apply()
+    given = None
+    try:
+        if secrets_file is not None:
+            given = secrets_init.parse_file(secrets_file)
+        ask = (lambda key: typer.prompt(key, hide_input=True, confirmation_prompt=True)) if sys.stdin.isatty() else None
+        done = secrets_init.init_stack(
+            stack, workspace.project_home(), os.environ, given, ask, rotate, secrets_provider
+        )  # fmt: skip
+    except ValueError as exc:
+        fail(str(exc), 2)
+    except RuntimeError as exc:
+        fail(f"init stopped part-way: {exc}", 4)
+    for line in done:
+        say(line)
+    say(
+        f"next: fetchml-infra deploy --stack {stack} --image sha-<tag>"
+        if not rotate
+        else f"next: `pulumi up --stack {stack}` applies the new secrets (MinIO restarts; data and image stay)"
+    )
 
 
 @app.command("destroy")

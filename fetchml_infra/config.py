@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, overload
+
+from fetchml_infra import passphrase
 
 PROJECT = "fetchml"
 IMAGE_TAG = re.compile(r"^sha-[0-9a-f]{7,40}$")
@@ -25,7 +28,7 @@ REPOSITORY = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-]
 NAME_PREFIX = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
 ENVIRONMENTS = ("staging", "prod")
 COMPLIANCE_MODES = ("none", "hipaa")
-SECRET_KEYS = ("minioRootUser", "minioRootPassword")
+SECRET_KEYS = ("minioRootUser", "minioRootPassword", "minioAppSecretKey")
 FORBIDDEN_IN_TEXT = re.compile(r"[|\r\n]")
 
 
@@ -77,6 +80,7 @@ class StackConfig:
     denied_images: tuple[str, ...]
     minio_root_user: Secret
     minio_root_password: Secret
+    minio_app_secret_key: Secret  # the app's own MinIO key (fetchml_infra.app_access)
 
     @property
     def required_compliance(self) -> str | None:
@@ -109,7 +113,8 @@ T = TypeVar("T")
 class _Reader:
     """Reads keys from the raw config map, collecting problems instead of stopping at the first."""
 
-    def __init__(self, values: Mapping[str, str], secret_keys: frozenset[str]) -> None:
+    def __init__(self, stack: str, values: Mapping[str, str], secret_keys: frozenset[str]) -> None:
+        self.stack = stack
         self.values = values
         self.secret_keys = secret_keys
         self.problems: list[str] = []
@@ -167,17 +172,14 @@ class _Reader:
 
     def secret(self, key: str) -> Secret:
         raw = self.get(key)
+        # The fix reads the value from a file or a prompt, never from a command line (shell history).
+        fix = f"`fetchml-infra init --stack {self.stack} --secrets-file FILE`"
         if raw is None:
-            self.problems.append(
-                f"{key}: required as a secret, but it is not set (`pulumi config set --secret {key} <value>`)"
-            )
+            self.problems.append(f"{key}: required as a secret, but it is not set (set it with {fix})")
             return Secret("")
         if key not in self.secret_keys:
             # Never echo the value: it was meant to be secret.
-            self.problems.append(
-                f"{key}: expected a secret, saw a plain value (its text is not shown); "
-                f"run `pulumi config set --secret {key} <value>`"
-            )
+            self.problems.append(f"{key}: expected a secret, saw a plain value (its text is not shown); use {fix}")
         elif len(raw) < 8:
             self.problems.append(f"{key}: expected at least 8 characters, saw {len(raw)}")
         return Secret(raw)
@@ -210,12 +212,15 @@ class _Reader:
         return tuple(items)
 
 
-def parse(stack: str, values: Mapping[str, str], secret_keys: frozenset[str] = frozenset()) -> StackConfig:
+def parse(
+    stack: str, values: Mapping[str, str], secret_keys: frozenset[str] = frozenset(), *, dev_passphrase: bool = False
+) -> StackConfig:
     """Validate the raw config of ``stack`` (keys without the project prefix) into a StackConfig.
 
-    ``secret_keys`` names the keys Pulumi holds as secrets. Raises ConfigError listing every problem.
+    ``secret_keys`` names the keys Pulumi holds as secrets; ``dev_passphrase``: they are protected by the
+    development passphrase. Raises ConfigError listing every problem.
     """
-    r = _Reader(values, secret_keys)
+    r = _Reader(stack, values, secret_keys)
     image = r.text("image", None, IMAGE_TAG, "sha- followed by 7 to 40 lowercase hex digits")
     environment = r.choice("environment", "staging", ENVIRONMENTS)
     compliance = r.choice("complianceMode", "none", COMPLIANCE_MODES)
@@ -246,7 +251,10 @@ def parse(stack: str, values: Mapping[str, str], secret_keys: frozenset[str] = f
         denied_images=r.tag_list("deniedImages"),
         minio_root_user=r.secret("minioRootUser"),
         minio_root_password=r.secret("minioRootPassword"),
+        minio_app_secret_key=r.secret("minioAppSecretKey"),
     )
+    if dev_passphrase and passphrase.needs_private(environment, compliance):
+        r.problems.append(passphrase.refusal(stack, environment, compliance))
     # The policy pack's prod-hipaa rule, here too so that a plain `pulumi up` (which runs no pack) keeps it.
     if environment == "prod" and compliance != "hipaa":
         r.problems.append(f"complianceMode: expected hipaa on a prod stack (prod runs HIPAA), saw {compliance!r}")
@@ -294,6 +302,8 @@ def load() -> StackConfig:
     import pulumi
     from pulumi.runtime import config as runtime_config
 
+    stack = pulumi.get_stack()
     values = split_project_keys(runtime_config.get_config_env())
     secrets = frozenset(split_project_keys({k: "" for k in runtime_config.get_config_secret_keys_env()}))
-    return parse(pulumi.get_stack(), values, secrets)
+    dev = passphrase.uses_dev(passphrase.stack_file(Path.cwd(), stack), os.environ)
+    return parse(stack, values, secrets, dev_passphrase=dev)

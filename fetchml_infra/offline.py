@@ -16,9 +16,10 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from fetchml_infra.passphrase import DEV_PASSPHRASE
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VERSIONS_FILE = REPO_ROOT / "scripts" / "toolchain.env"
-DEV_PASSPHRASE = "fetchml-dev-only-passphrase"
 
 
 def read_versions(path: Path = VERSIONS_FILE) -> dict[str, str]:
@@ -130,6 +131,12 @@ def main(argv: list[str]) -> int:
     for key in _EXPORTED:
         if key in env:
             print(f"export {key}={shlex.quote(env[key])}")
+    if "--interactive" in argv and env.get("PULUMI_CONFIG_PASSPHRASE") == DEV_PASSPHRASE:  # scripts/env.sh
+        print(
+            "scripts/env.sh: secrets use the development passphrase (local and staging-like stacks only); "
+            "for prod, set PULUMI_CONFIG_PASSPHRASE_FILE before sourcing this file",
+            file=sys.stderr,
+        )
     backend = backend_dir(env)
     if backend is not None:
         backend.mkdir(parents=True, exist_ok=True)

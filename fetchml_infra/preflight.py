@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from fetchml_infra import audit, history, host, lock, offline
+from fetchml_infra import audit, history, host, lock, offline, passphrase
 from fetchml_infra.config import StackConfig
 from fetchml_infra.workspace import OperatorError, Stack, image_present, pull
 
@@ -146,6 +146,8 @@ def check_pending(stack: Stack, deployment: Mapping[str, Any]) -> None:
 
 def preflight(stack: Stack, cfg: StackConfig, say: Say) -> None:
     """Everything that must hold before a CLI update starts; raises OperatorError (nothing changed)."""
+    if stack.dev_passphrase():  # allowed here (parse refuses it on prod and HIPAA stacks): say so
+        say(passphrase.note(stack.name))
     check_engine()
     require_unlocked(stack)
     deployment = stack.deployment()

@@ -2,8 +2,9 @@
 
 Two kinds of things live here and they never mix:
 
-- persistent: the network, the Redis and MinIO volumes and containers. None of them takes any input from
-  ``image``; the volumes are protected and retained, so neither a rollback nor a destroy can remove them.
+- persistent: the network, the Redis and MinIO volumes and containers, and the app's own MinIO user
+  (app_access). None of them takes any input from ``image``; the volumes are protected and retained, so
+  neither a rollback nor a destroy can remove them.
 - the app: the API and worker containers. ``_app`` is the one place that reads ``cfg.image``; from there it
   flows only into those containers, the HealthGate and the AuditEntry.
 
@@ -21,12 +22,16 @@ import pulumi
 import pulumi_docker as docker
 
 from fetchml_infra import audit
+from fetchml_infra.app_access import APP_USER, ARTIFACTS_BUCKET, AppAccess
 from fetchml_infra.config import StackConfig
 from fetchml_infra.gate import AuditEntry, HealthGate, current_actor
 
 REDIS_PORT = 6379
 MINIO_PORT = 9000
 RESTART = "unless-stopped"
+ROOT_USER_FILE = "/run/secrets/minio-root-user"
+ROOT_PASSWORD_FILE = "/run/secrets/minio-root-password"
+APP_CREDENTIALS_FILE = "/run/secrets/fetchml-minio"
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,7 @@ class Persistent:
     minio_data: docker.Volume
     redis: docker.Container
     minio: docker.Container
+    app_access: AppAccess  # the app's own MinIO user, bucket and policy (no root key in the app)
 
 
 @dataclass(frozen=True)
@@ -116,19 +122,29 @@ class FetchML(pulumi.ComponentResource):
             name=f"{p}-minio",
             image=minio_image.image_id,
             restart=RESTART,
-            envs=pulumi.Output.secret(
-                [
-                    f"MINIO_ROOT_USER={cfg.minio_root_user.value}",
-                    f"MINIO_ROOT_PASSWORD={cfg.minio_root_password.value}",
-                ]
-            ),
+            # Files, not environment variables: `docker inspect` shows a container's environment to anyone
+            # who may talk to Docker. MinIO reads *_FILE itself.
+            envs=[f"MINIO_ROOT_USER_FILE={ROOT_USER_FILE}", f"MINIO_ROOT_PASSWORD_FILE={ROOT_PASSWORD_FILE}"],
+            uploads=[
+                _secret_file(ROOT_USER_FILE, cfg.minio_root_user.value),
+                _secret_file(ROOT_PASSWORD_FILE, cfg.minio_root_password.value),
+            ],
             networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=network.name, aliases=["minio"])],
             volumes=[docker.ContainerVolumeArgs(volume_name=minio_data.name, container_path="/data")],
             ports=[_port(cfg, MINIO_PORT, cfg.minio_host_port)],
             remove_volumes=False,
             opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
-        return Persistent(network, redis_data, minio_data, redis, minio)
+        access = AppAccess(
+            "minio-app-access",
+            endpoint=f"{_host(cfg)}:{cfg.minio_host_port}",
+            server=minio.id,
+            root_user=cfg.minio_root_user.value,
+            root_password=cfg.minio_root_password.value,
+            secret_key=cfg.minio_app_secret_key.value,
+            opts=child,
+        )
+        return Persistent(network, redis_data, minio_data, redis, minio, access)
 
     def _app(self, cfg: StackConfig, persistent: Persistent) -> App:
         """The only reader of ``cfg.image``."""
@@ -146,17 +162,24 @@ class FetchML(pulumi.ComponentResource):
             f"FETCHML_ENVIRONMENT={cfg.environment}",
             f"FETCHML_REDIS_ADDR=redis:{REDIS_PORT}",
             f"FETCHML_MINIO_ENDPOINT=minio:{MINIO_PORT}",
+            f"FETCHML_MINIO_CREDENTIALS={APP_CREDENTIALS_FILE}",
+            f"FETCHML_ARTIFACTS_BUCKET={ARTIFACTS_BUCKET}",
         ]
+        # The app's key, never the root one; same value on every image, so a rollback changes no credential.
+        credentials = [_secret_file(APP_CREDENTIALS_FILE, f"{APP_USER}\n{cfg.minio_app_secret_key.value}\n")]
         network = [docker.ContainerNetworksAdvancedArgs(name=persistent.network.name)]
         # Fixed names and ports: the old container must go before its replacement can start.
         replace = pulumi.ResourceOptions(
-            parent=self, delete_before_replace=True, depends_on=[persistent.redis, persistent.minio]
+            parent=self,
+            delete_before_replace=True,
+            depends_on=[persistent.redis, persistent.minio, persistent.app_access],
         )
         api = docker.Container(
             "api",
             name=f"{p}-api",
             image=api_image.image_id,
             envs=[*envs, f"FETCHML_HEALTH_PORT={cfg.health_port}"],
+            uploads=credentials,
             restart=RESTART,
             networks_advanced=network,
             ports=[_port(cfg, cfg.health_port, cfg.api_host_port)],
@@ -168,6 +191,7 @@ class FetchML(pulumi.ComponentResource):
                 name=f"{p}-worker-{i}",
                 image=worker_image.image_id,
                 envs=envs,
+                uploads=credentials,
                 restart=RESTART,
                 networks_advanced=network,
                 opts=replace,
@@ -196,6 +220,11 @@ class FetchML(pulumi.ComponentResource):
 
 def _host(cfg: StackConfig) -> str:
     return cfg.health_url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)[0]
+
+
+def _secret_file(path: str, value: str) -> docker.ContainerUploadArgs:
+    """A file written into the container at create time: in Pulumi's state as a secret, not in its config."""
+    return docker.ContainerUploadArgs(file=path, content=pulumi.Output.secret(value))
 
 
 def _port(cfg: StackConfig, internal: int, external: int) -> docker.ContainerPortArgs:

@@ -18,7 +18,7 @@ from typing import Any
 
 from pulumi import automation as auto
 
-from fetchml_infra import engine, history, offline, review, state_layout, toolchain
+from fetchml_infra import engine, history, offline, passphrase, review, state_layout, toolchain
 from fetchml_infra.config import PROJECT, StackConfig, parse, split_project_keys
 from fetchml_infra.offline import REPO_ROOT
 
@@ -109,7 +109,11 @@ class Stack:
     def config(self, **overrides: str) -> StackConfig:
         values, secrets = self.raw_config()
         values.update(overrides)
-        return parse(self.name, values, secrets)
+        return parse(self.name, values, secrets, dev_passphrase=self.dev_passphrase())
+
+    def dev_passphrase(self) -> bool:
+        """Whether this stack's secrets are under the development passphrase (prod and HIPAA refuse it)."""
+        return passphrase.uses_dev(passphrase.stack_file(self.project_dir, self.name), os.environ)
 
     def audit_log(self, cfg: StackConfig) -> str:
         return cfg.audit_log_path(self.project_dir)

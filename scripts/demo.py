@@ -4,8 +4,9 @@ Uses the local Docker engine, the file state backend under .state/ and the local
 `demo` is made afresh from Pulumi.staging.yaml (other ports and names, so it can run beside staging), and
 this story is told with the operator CLI and the plain `pulumi` path:
 
-  deploy A, enqueue a job and store an artifact; deploy B; deploy broken C (staging rolls back to B by
-  itself); roll back to A with the CLI; go to B again with `pulumi config set image ... && pulumi up`.
+  deploy A, enqueue a job (the worker writes its artifact with the app's own MinIO key); deploy B; deploy
+  broken C (staging rolls back to B by itself); roll back to A with the CLI; go to B again with
+  `pulumi config set image ... && pulumi up`.
 
 It ends with the stack history, the audit chain verification and the status, and exits non-zero if any
 step did not behave as the rollback procedure says.
@@ -13,7 +14,6 @@ step did not behave as the rollback procedure says.
 
 from __future__ import annotations
 
-import io
 import subprocess
 import sys
 import time
@@ -81,10 +81,13 @@ def seed() -> None:
     mc = Minio(
         f"127.0.0.1:{PORTS['minioHostPort']}", secret("minioRootUser"), secret("minioRootPassword"), secure=False
     )
-    if not mc.bucket_exists("artifacts"):
-        mc.make_bucket("artifacts")
-    mc.put_object("artifacts", "demo-job-1/model.bin", io.BytesIO(b"weights"), 7)
-    print("seeded: job demo-job-1 done by the worker, artifact s3://artifacts/demo-job-1/model.bin", flush=True)
+    written = mc.stat_object("artifacts", "jobs/demo-job-1/result.json")  # by the worker, with the app's own key
+    assert written.size, "the worker wrote no artifact"
+    print(
+        "seeded: job demo-job-1 done by the worker, which wrote s3://artifacts/jobs/demo-job-1/result.json with "
+        "the app's own MinIO key (not root's)",
+        flush=True,
+    )
 
 
 def secret(key: str) -> str:

@@ -5,5 +5,5 @@ if [[ ! -x "$_fetchml_repo/.venv/bin/python" ]]; then
   echo "scripts/env.sh: no virtualenv at $_fetchml_repo/.venv; run scripts/bootstrap first" >&2
   return 1 2>/dev/null || exit 1
 fi
-eval "$("$_fetchml_repo/.venv/bin/python" -m fetchml_infra.offline)"
+eval "$("$_fetchml_repo/.venv/bin/python" -m fetchml_infra.offline --interactive)"
 unset _fetchml_repo

@@ -28,6 +28,7 @@ from tests.providers.scripted_server import free_port
 T = TypeVar("T")
 MINIO_USER = "fetchml-e2e-admin"
 MINIO_PASSWORD = "e2e-password-not-secret-here"
+MINIO_APP_SECRET = "e2e-app-secret-key-not-secret-here"
 
 
 @dataclass
@@ -63,6 +64,18 @@ class Project:
             ["pulumi", *args, "--stack", self.stack_name, "--non-interactive"],
             cwd=self.root,
             env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+
+    def pulumi_plain(self, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        """`pulumi ARGS --non-interactive` in the project, as typed (no stack added), ``stdin`` on its input."""
+        return subprocess.run(
+            ["pulumi", *args, "--non-interactive"],
+            cwd=self.root,
+            env=self.env,
+            input=stdin,
             capture_output=True,
             text=True,
             timeout=600,
@@ -110,11 +123,10 @@ class Project:
             dockerhost.remove("network", f"{self.prefix}-net")
 
 
-def make_project(
-    tmp_path: Path, cli: str = "current", *, extra_env: Mapping[str, str] | None = None, **config: str
-) -> Project:
-    """``cli``: which built Pulumi runs it ("oldest": the oldest supported); ``extra_env`` is added to
-    the environment of every command (e.g. a backend layout switch)."""
+def bare_project(tmp_path: Path, cli: str = "current", *, extra_env: Mapping[str, str] | None = None) -> Project:
+    """The project directory, backend, environment and ports of a test stack, but no stack yet (``stack`` is
+    set by make_project, or by a test that creates the stack itself). A ``PULUMI_CONFIG_PASSPHRASE_FILE`` in
+    ``extra_env`` replaces the development passphrase."""
     root = tmp_path / "project"
     root.mkdir()
     shutil.copy(REPO_ROOT / "__main__.py", root / "__main__.py")
@@ -131,19 +143,31 @@ def make_project(
         "FETCHML_ACTOR": "e2e-operator",
         **(extra_env or {}),
     }
+    if "PULUMI_CONFIG_PASSPHRASE_FILE" in (extra_env or {}):
+        base.pop("PULUMI_CONFIG_PASSPHRASE", None)  # Pulumi would take it first
     env = offline.environment(base, cli=cli)
     ports = {"api": free_port(), "redis": free_port(), "minio": free_port()}
-    project = Project(root, name, env, ports)
-    project.stack = auto.create_stack(
-        name,
-        work_dir=str(root),
-        opts=auto.LocalWorkspaceOptions(
-            env_vars={
-                k: env[k]
-                for k in ("PATH", "PULUMI_BACKEND_URL", "FETCHML_ACTOR", "FETCHML_PULUMI_CLI", *(extra_env or {}))
-            }
-        ),
-    )
+    return Project(root, name, env, ports)
+
+
+def workspace_options(project: Project, extra_env: Mapping[str, str] | None = None) -> auto.LocalWorkspaceOptions:
+    """The Automation API layers these over this process's environment, which holds the development
+    passphrase (scripts/test sources scripts/env.sh); a passphrase file's text must win over it."""
+    keys = ("PATH", "PULUMI_BACKEND_URL", "FETCHML_ACTOR", "FETCHML_PULUMI_CLI", *(extra_env or {}))
+    env_vars = {k: project.env[k] for k in keys}
+    if "PULUMI_CONFIG_PASSPHRASE_FILE" in project.env:
+        env_vars["PULUMI_CONFIG_PASSPHRASE"] = Path(project.env["PULUMI_CONFIG_PASSPHRASE_FILE"]).read_text().strip()
+    return auto.LocalWorkspaceOptions(env_vars=env_vars)
+
+
+def make_project(
+    tmp_path: Path, cli: str = "current", *, extra_env: Mapping[str, str] | None = None, **config: str
+) -> Project:
+    """``cli``: which built Pulumi runs it ("oldest": the oldest supported); ``extra_env`` is added to
+    the environment of every command (e.g. a backend layout switch, or a passphrase file)."""
+    project = bare_project(tmp_path, cli, extra_env=extra_env)
+    name, root, ports = project.stack_name, project.root, project.ports
+    project.stack = auto.create_stack(name, work_dir=str(root), opts=workspace_options(project, extra_env))
     values = {
         "environment": "staging",
         "workerReplicas": "1",
@@ -156,6 +180,7 @@ def make_project(
     settings = {f"fetchml:{k}": auto.ConfigValue(v) for k, v in values.items()}
     settings["fetchml:minioRootUser"] = auto.ConfigValue(MINIO_USER, secret=True)
     settings["fetchml:minioRootPassword"] = auto.ConfigValue(MINIO_PASSWORD, secret=True)
+    settings["fetchml:minioAppSecretKey"] = auto.ConfigValue(MINIO_APP_SECRET, secret=True)
     project.stack.set_all_config(settings)
     return project
 

@@ -49,7 +49,7 @@ def seed_data(p: Project) -> None:
     assert r.sismember("fetchml:jobs:done", "job-1"), "the worker did not take the job"
     r.lpush("fetchml:queue:failed", "job-0")
     mc = p.minio()
-    mc.make_bucket("artifacts")
+    assert mc.bucket_exists("artifacts")  # the stack made it, for the app's own key (app_access)
     mc.put_object("artifacts", "job-1/model.bin", io.BytesIO(ARTIFACT), len(ARTIFACT))
 
 

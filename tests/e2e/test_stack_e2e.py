@@ -43,7 +43,7 @@ def test_image_change_replaces_only_the_app(project: Project) -> None:
     assert r.ping() is True
     r.set("fetchml:e2e:key", "kept")
     mc = project.minio()
-    mc.make_bucket("artifacts")
+    assert mc.bucket_exists("artifacts")  # the stack made it, for the app's own key (app_access)
     mc.put_object("artifacts", "run-1/model.bin", io.BytesIO(b"weights" * 100), 700)
     identities, volumes = project.data_identities(), project.volumes()
     api_before = dockerhost.identity(f"{project.prefix}-api")

@@ -9,7 +9,7 @@ import pytest
 
 from fetchml_infra.config import ConfigError, Secret, parse, split_project_keys
 
-SECRETS = frozenset({"minioRootUser", "minioRootPassword"})
+SECRETS = frozenset({"minioRootUser", "minioRootPassword", "minioAppSecretKey"})
 
 
 def good(**overrides: str) -> dict[str, str]:
@@ -18,6 +18,7 @@ def good(**overrides: str) -> dict[str, str]:
         "environment": "staging",
         "minioRootUser": "fetchml-admin",
         "minioRootPassword": "correct-horse-battery",
+        "minioAppSecretKey": "app-secret-key-long-enough",
     }
     values.update(overrides)
     return values
@@ -112,7 +113,7 @@ def test_plain_secret_is_refused_without_echoing_it() -> None:
         parse("staging", good(), frozenset({"minioRootUser"}))
     text = str(err.value)
     assert "minioRootPassword: expected a secret, saw a plain value" in text
-    assert "pulumi config set --secret minioRootPassword" in text
+    assert "`fetchml-infra init --stack staging --secrets-file FILE`" in text  # never a value on a command line
     assert "correct-horse-battery" not in text
 
 

@@ -25,7 +25,11 @@ def test_chain_lengths_are_counted_in_words() -> None:
 
 
 def test_a_failed_gate_advises_a_rollback_only_where_the_cli_will_not_do_it() -> None:
-    secrets = {"minioRootUser": "fetchml-admin", "minioRootPassword": "correct-horse-battery"}
+    secrets = {
+        "minioRootUser": "fetchml-admin",
+        "minioRootPassword": "correct-horse-battery",
+        "minioAppSecretKey": "app-secret-key-long-enough",
+    }
     base = {"image": "sha-1a2b3c4", **secrets}
     staging = parse("staging", {**base, "environment": "staging"}, frozenset(secrets))
     prod = parse("prod", {**base, "environment": "prod", "complianceMode": "hipaa"}, frozenset(secrets))

@@ -14,7 +14,7 @@ import pytest
 from fetchml_infra.config import parse
 from fetchml_infra.stack import FetchML
 
-PERSISTENT = {"network", "redis-data", "minio-data", "redis-image", "minio-image", "redis", "minio"}
+PERSISTENT = {"network", "redis-data", "minio-data", "redis-image", "minio-image", "redis", "minio", "minio-app-access"}
 APP = {"api-image", "worker-image", "api", "worker-1", "worker-2", "health-gate", "audit-entry"}
 
 
@@ -43,9 +43,10 @@ def build(tmp_path: Path, image: str, **extra: str) -> tuple[Recorder, FetchML]:
         "auditLog": str(tmp_path / "audit.log"),
         "minioRootUser": "fetchml-admin",
         "minioRootPassword": "correct-horse-battery",
+        "minioAppSecretKey": "app-secret-key-for-mocks",
         **extra,
     }
-    cfg = parse("staging", values, frozenset({"minioRootUser", "minioRootPassword"}))
+    cfg = parse("staging", values, frozenset({"minioRootUser", "minioRootPassword", "minioAppSecretKey"}))
     mocks = Recorder()
     pulumi.runtime.set_mocks(mocks, project="fetchml", stack="staging", preview=False)
     register = pulumi.CustomResource.__init__
@@ -99,8 +100,8 @@ def test_changing_the_image_changes_nothing_persistent(tmp_path: Path) -> None:
     assert changed == APP
 
 
-def test_minio_credentials_are_secret_outputs(tmp_path: Path) -> None:
-    _, stack = build(tmp_path, "sha-1a2b3c4")
+def test_credentials_reach_containers_only_as_secret_files(tmp_path: Path) -> None:
+    mocks, stack = build(tmp_path, "sha-1a2b3c4")
     seen: dict[str, bool] = {}
 
     @pulumi.runtime.test
@@ -109,11 +110,22 @@ def test_minio_credentials_are_secret_outputs(tmp_path: Path) -> None:
             seen[name] = await output.is_secret()
 
         return pulumi.Output.from_input(
-            asyncio.gather(record("minio", stack.persistent.minio.envs), record("api", stack.app.api.envs))
+            asyncio.gather(
+                record("minio", stack.persistent.minio.uploads),
+                record("api", stack.app.api.uploads),
+                record("access", stack.persistent.app_access.secret_key),  # type: ignore[attr-defined]
+            )
         )
 
     check()
-    assert seen == {"minio": True, "api": False}
+    assert seen == {"minio": True, "api": True, "access": True}
+    for name in ("minio", "api", "worker-1", "worker-2"):  # `docker inspect` shows envs to anyone on Docker
+        for value in ("fetchml-admin", "correct-horse-battery", "app-secret-key-for-mocks"):
+            assert not mentions(mocks.inputs[name].get("envs"), value), (name, value)
+    uploads = mocks.inputs["api"]["uploads"]
+    uploads = uploads["value"] if isinstance(uploads, dict) else uploads  # a secret, as the mocks see it
+    app_files = {u["file"]: u["content"] for u in uploads}
+    assert app_files == {"/run/secrets/fetchml-minio": "fetchml-app\napp-secret-key-for-mocks\n"}  # not root's
 
 
 @pytest.mark.parametrize("replicas", ["1", "3"])

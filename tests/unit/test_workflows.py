@@ -147,6 +147,14 @@ def test_prod_jobs_wait_for_production_approval_and_report(action):
     assert "${{" not in main["run"]
     for command in ("fetchml-infra status --stack prod", 'fetchml-infra audit verify --log "$AUDIT_LOG"'):
         assert step_calling(job, command)["if"].startswith("always()")
+    # The prod secrets' passphrase comes from a forge secret, as a file only the runner user reads, before any
+    # command; the development default would be refused (and must never be what protects prod).
+    steps = job["steps"]
+    secret = step_calling(job, "PULUMI_CONFIG_PASSPHRASE_FILE=")
+    assert secret["env"] == {"PASSPHRASE": "${{ secrets.PULUMI_CONFIG_PASSPHRASE_PROD }}"}
+    assert "umask 077" in secret["run"] and "GITHUB_ENV" in secret["run"]
+    assert steps.index(secret) < steps.index(main)
+    assert "PULUMI_CONFIG_PASSPHRASE:" not in (REPO / ".forgejo" / "workflows" / "deploy-prod.yml").read_text()
 
 
 def test_deploys_to_one_stack_never_overlap():
