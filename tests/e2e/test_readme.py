@@ -90,6 +90,9 @@ def test_the_readme_runs_as_written_on_a_fresh_stack(checkout: tuple[Path, str])
     ]
     assert {e.actor for e in audit.entries(str(log))} == {"readme-reader"}
     assert "[x] health" in shown  # the rollback's checklist
+    # A staging-like stack may use the development passphrase, and is told so.
+    assert "scripts/env.sh: secrets use the development passphrase" in shown
+    assert "note: stack 'staging' keeps its secrets under the development passphrase" in shown
     assert "ok: .state/audit/staging.audit.log: 4 entries, head " in shown
     # What destroy says it did: the app is gone, the data volumes stay.
     assert dockerhost.inspect("container", f"{prefix}-api") is None

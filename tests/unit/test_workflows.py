@@ -104,6 +104,10 @@ def test_preview_comments_both_stacks_once_through_pr_comment():
     preview, comment = wf["jobs"]["preview"], wf["jobs"]["comment"]
     for stack in ("staging", "prod"):
         step_calling(preview, f"fetchml-infra preview --stack {stack} --markdown")
+    # Only prod's preview gets prod's passphrase, as a file; staging keeps the development default.
+    prod = step_calling(preview, "fetchml-infra preview --stack prod --markdown")
+    assert prod["env"] == {"PULUMI_CONFIG_PASSPHRASE_FILE": "${{ runner.temp }}/pulumi-passphrase"}
+    assert "env" not in step_calling(preview, "fetchml-infra preview --stack staging --markdown")
     assert comment["needs"] == "preview"
     assert "scripts/pr-comment" in step_calling(comment, "scripts/pr-comment")["run"]
     assert wf["concurrency"]["cancel-in-progress"] is True  # two runs must not race to post two comments
