@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -20,7 +21,7 @@ import redis
 from minio import Minio
 from pulumi import automation as auto
 
-from fetchml_infra import audit, offline
+from fetchml_infra import audit, offline, passphrase
 from fetchml_infra.offline import REPO_ROOT
 from tests import dockerhost
 from tests.providers.scripted_server import free_port
@@ -89,6 +90,17 @@ class Project:
 
     def redis(self) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=self.ports["redis"], socket_timeout=5)
+
+    def run_job(self, job: str, timeout: float = 20.0) -> bool:
+        """Queue ``job`` and wait until a worker records it done; whether it did."""
+        r = self.redis()
+        r.lpush("fetchml:queue:pending", job)
+        deadline = time.monotonic() + timeout
+        while not r.sismember("fetchml:jobs:done", job):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.2)
+        return True
 
     def minio(self) -> Minio:
         return Minio(f"127.0.0.1:{self.ports['minio']}", MINIO_USER, MINIO_PASSWORD, secure=False)
@@ -187,8 +199,15 @@ def make_project(
 
 @contextmanager
 def throwaway(tmp_path: Path, cli: str = "current", **config: str) -> Iterator[Project]:
-    """A project stack for one test, torn down afterwards (unprotect, destroy, remove, volumes gone)."""
-    project = make_project(tmp_path, cli, extra_env=None, **config)
+    """A project stack for one test, torn down afterwards (unprotect, destroy, remove, volumes gone). A prod or
+    HIPAA stack gets a private passphrase in a file, as a team keeps it (the development one is refused)."""
+    extra_env = None
+    if passphrase.needs_private(config.get("environment", "staging"), config.get("complianceMode", "none")):
+        phrase = tmp_path / "passphrase"
+        phrase.write_text(f"e2e-private-{uuid.uuid4().hex}\n")
+        phrase.chmod(0o600)
+        extra_env = {"PULUMI_CONFIG_PASSPHRASE_FILE": str(phrase)}
+    project = make_project(tmp_path, cli, extra_env=extra_env, **config)
     try:
         yield project
     finally:

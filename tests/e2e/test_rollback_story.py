@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,16 +39,12 @@ def ok(done: subprocess.CompletedProcess[str], code: int = 0) -> str:
 
 def seed_data(p: Project) -> None:
     """A job the worker finishes, a job left pending in another queue, and an artifact object."""
+    assert p.run_job("job-1"), "the worker did not take the job"
     r = p.redis()
-    r.lpush("fetchml:queue:pending", "job-1")
-    for _ in range(50):
-        if r.sismember("fetchml:jobs:done", "job-1"):
-            break
-        time.sleep(0.2)
-    assert r.sismember("fetchml:jobs:done", "job-1"), "the worker did not take the job"
     r.lpush("fetchml:queue:failed", "job-0")
     mc = p.minio()
     assert mc.bucket_exists("artifacts")  # the stack made it, for the app's own key (app_access)
+    assert b'"job":"job-1"' in mc.get_object("artifacts", "jobs/job-1/result.json").read()  # by the worker
     mc.put_object("artifacts", "job-1/model.bin", io.BytesIO(ARTIFACT), len(ARTIFACT))
 
 
