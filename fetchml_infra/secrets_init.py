@@ -15,6 +15,7 @@ from pathlib import Path
 
 from fetchml_infra import passphrase
 from fetchml_infra.config import PROJECT, SECRET_KEYS
+from fetchml_infra.outcome import one_line
 
 GENERATED = ("minioAppSecretKey",)  # made here when not given: nobody needs to know it but the app
 MIN_LENGTH = 8
@@ -144,7 +145,10 @@ def init_stack(
         provider = ["--secrets-provider", secrets_provider] if secrets_provider else []
         made = pulumi(["stack", "init", stack, *provider])
         if made.returncode != 0:
-            raise ValueError(f"pulumi stack init {stack}: {made.stderr.strip()}; nothing was set")
+            why = one_line(made.stderr or made.stdout)
+            created = f'"name": "{stack}"' in pulumi(["stack", "ls", "--json"]).stdout
+            state = "the stack was created but its config was not saved" if created else "no stack was created"
+            raise ValueError(f"pulumi stack init {stack}: {why}; {state} and no secret was set; run init again")
         done.append(f"created stack '{stack}'")
     failed = set_secrets(pulumi, stack, to_set)
     bad = {f.split(":", 1)[0] for f in failed}

@@ -201,3 +201,26 @@ def check_least_privilege(p: Project, root: Minio, app: Minio, app_key: str) -> 
     # The worker writes each job's artifact itself, with the app key.
     assert p.run_job("job-e2e-1"), "the worker did not finish the job"
     assert b'"job":"job-e2e-1"' in app.get_object("artifacts", "jobs/job-e2e-1/result.json").read().replace(b" ", b"")
+
+
+def test_init_on_a_config_file_that_cannot_be_written_says_so_and_the_next_init_works(
+    prod: tuple[Project, Path], tmp_path: Path
+) -> None:
+    p, _ = prod
+    config_file = p.root / f"Pulumi.{p.stack_name}.yaml"
+    before = config_file.read_bytes()
+    secrets = private_file(tmp_path, "prod.secrets", f"minioRootUser={ROOT_USER}\nminioRootPassword={ROOT_PASSWORD}\n")
+    subprocess.run(["chattr", "+i", str(config_file)], check=True)
+    try:
+        done = p.cli("init", "--secrets-file", str(secrets))
+        out = done.stdout + done.stderr
+        assert done.returncode == 2, out
+        assert f"{config_file.name}: operation not permitted" in out
+        assert "the stack was created but its config was not saved and no secret was set; run init again" in out
+        assert ROOT_PASSWORD not in out and config_file.read_bytes() == before
+    finally:
+        subprocess.run(["chattr", "-i", str(config_file)], check=True)
+    out = ok(p.cli("init", "--secrets-file", str(secrets)))  # nothing to clean up by hand
+    assert "set minioRootPassword" in out
+    p.stack = auto.select_stack(p.stack_name, work_dir=str(p.root), opts=workspace_options(p))
+    assert p.config("minioRootPassword") == ROOT_PASSWORD
