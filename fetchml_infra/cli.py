@@ -1,4 +1,4 @@
-"""fetchml-infra: the operator's commands (deploy, rollback, history, status, audit).
+"""fetchml-infra: the operator's commands (init, deploy, rollback, preview, history, status, recover, destroy, audit).
 
 Exit codes: 0 done; 1 a check failed (audit chain broken, post-rollback checklist not all green);
 2 refused before anything changed (bad argument, denied or missing image, invalid config);
