@@ -110,6 +110,13 @@ def deploy_in_background(
     return cli, engine_of(cli.pid), old
 
 
+def until_engine_locked(p: Project) -> None:
+    """Wait until the engine holds the stack's lock: the moment an update has really begun (the engine
+    starts a moment before it takes the lock, and a busy machine can stretch that moment)."""
+    locks = Path(p.env["PULUMI_BACKEND_URL"].removeprefix("file://")) / ".pulumi" / "locks"
+    wait_for(lambda: any(locks.rglob("*.json")), 60, "the engine to take the stack's lock", step=0.01)
+
+
 def until_old_api_gone(p: Project, old: dict[str, str | None], step: float = 0.005) -> None:
     """Wait for the moment between the API's delete and its create (or just after the create)."""
     wait_for(lambda: container_id(f"{p.prefix}-api") != old["api"], 120, "the old API to go", step=step)

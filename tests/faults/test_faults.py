@@ -125,7 +125,7 @@ def test_engine_killed(staging: Project, point: str) -> None:
     p = staging
     cli, engine, old = h.deploy_in_background(p, B, "--reason", "release")
     if point == "before-first-replace":
-        time.sleep(0.5)
+        h.until_engine_locked(p)  # begun, and the app containers are replaced seconds later
     elif point == "between-delete-and-create":
         h.until_old_api_gone(p, old)
     else:
@@ -178,6 +178,7 @@ def test_operator_interrupts_the_cli(staging: Project, sig: signal.Signals) -> N
 def test_cli_killed_the_engine_finishes_and_records(staging: Project) -> None:
     p = staging
     cli, engine, _ = h.deploy_in_background(p, B)
+    h.until_engine_locked(p)
     cli.kill()
     cli.wait()
     out = ok(p.cli("rollback", "--to", A, "--reason", "meanwhile"), code=2)
