@@ -18,13 +18,15 @@
 //
 // Each job then gets the object jobs/<id>/result.json ({"job", "version", "finished"}) before it is recorded
 // done; a job whose PUT fails stays on fetchml:queue:running.
+//
+// Jobs (worker.go): FETCHML_JOB_SECONDS (default 0) is how long each stand-in job takes;
+// FETCHML_STOP_GRACE_SECONDS (default 10) is the container's stop grace period, within which a job in
+// flight at SIGTERM finishes or is put back on the pending list.
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log"
 	"net/http"
@@ -34,8 +36,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -173,8 +173,15 @@ func runServer(role, defaultPort string) int {
 	if store != nil {
 		log.Printf("fetchml-worker: artifacts go to bucket %s at %s", store.bucket, store.client.EndpointURL().Host)
 	}
+	var working chan struct{} // closed when the worker has finished or put back its job in flight
 	if role == "worker" && m != "broken" {
-		go work(ctx, rdb, store)
+		w, err := newWorker(rdb, store)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "fetchml-worker: %v\n", err)
+			return 1
+		}
+		working = make(chan struct{})
+		go func() { defer close(working); w.run(ctx) }()
 	}
 	select {
 	case err := <-errc:
@@ -183,108 +190,13 @@ func runServer(role, defaultPort string) int {
 	case <-ctx.Done():
 	}
 	log.Printf("fetchml-%s: shutting down", role)
+	if working != nil {
+		<-working // bounded by the stop grace period: the job in flight finishes or goes back
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(sctx)
 	return 0
-}
-
-// work takes job ids from the pending list (atomically onto the running list), writes each one's
-// artifact when store is not nil, then records them done.
-func work(ctx context.Context, rdb *redis.Client, store *artifactStore) {
-	useBLMove := true
-	for ctx.Err() == nil {
-		var id string
-		var err error
-		if useBLMove {
-			id, err = rdb.BLMove(ctx, queuePending, queueRunning, "RIGHT", "LEFT", 2*time.Second).Result()
-			if err != nil && strings.Contains(strings.ToLower(err.Error()), "unknown command") {
-				useBLMove = false // Redis < 6.2
-				continue
-			}
-		} else {
-			id, err = rdb.BRPopLPush(ctx, queuePending, queueRunning, 2*time.Second).Result()
-		}
-		if errors.Is(err, redis.Nil) {
-			continue // timed out with nothing queued
-		}
-		if err != nil {
-			if ctx.Err() == nil {
-				log.Printf("worker: queue: %v", err)
-				sleep(ctx, time.Second)
-			}
-			continue
-		}
-		log.Printf("worker: took job %s", id)
-		if store != nil {
-			if err := store.put(ctx, id); err != nil {
-				log.Printf("worker: artifact for job %s: %v", id, err)
-				sleep(ctx, time.Second)
-				continue // left on the running list
-			}
-		}
-		_, err = rdb.TxPipelined(context.Background(), func(p redis.Pipeliner) error {
-			p.SAdd(context.Background(), jobsDone, id)
-			p.LRem(context.Background(), queueRunning, 1, id)
-			return nil
-		})
-		if err != nil {
-			log.Printf("worker: recording job %s done: %v (left on %s)", id, err, queueRunning)
-			continue
-		}
-		log.Printf("worker: job %s done", id)
-	}
-}
-
-// artifactStore writes one result object per job to a MinIO bucket.
-type artifactStore struct {
-	client  *minio.Client
-	bucket  string
-	version string
-}
-
-// newArtifactStore reads the credentials file named by FETCHML_MINIO_CREDENTIALS. Its errors name the
-// path, never the file's contents.
-func newArtifactStore() (*artifactStore, error) {
-	path := os.Getenv("FETCHML_MINIO_CREDENTIALS")
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("MinIO credentials: %v", err) // "open PATH: no such file or directory" and the like
-	}
-	lines := append(strings.SplitN(string(data), "\n", 3), "", "")
-	access, secret := strings.TrimSpace(lines[0]), strings.TrimSpace(lines[1])
-	if access == "" || secret == "" {
-		return nil, fmt.Errorf("MinIO credentials: %s must hold the access key on line 1 and the secret key on line 2", path)
-	}
-	bucket := os.Getenv("FETCHML_ARTIFACTS_BUCKET")
-	if bucket == "" {
-		bucket = "artifacts"
-	}
-	client, err := minio.New(os.Getenv("FETCHML_MINIO_ENDPOINT"), &minio.Options{
-		Creds:  credentials.NewStaticV4(access, secret, ""),
-		Secure: false, // plain HTTP inside the stack's network
-	})
-	if err != nil {
-		return nil, fmt.Errorf("FETCHML_MINIO_ENDPOINT %q: %v", os.Getenv("FETCHML_MINIO_ENDPOINT"), err)
-	}
-	return &artifactStore{client: client, bucket: bucket, version: os.Getenv("FETCHML_VERSION")}, nil
-}
-
-// put writes jobs/<id>/result.json.
-func (s *artifactStore) put(ctx context.Context, id string) error {
-	body, err := json.Marshal(struct {
-		Job      string `json:"job"`
-		Version  string `json:"version"`
-		Finished string `json:"finished"`
-	}{id, s.version, time.Now().UTC().Format(time.RFC3339)})
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	_, err = s.client.PutObject(ctx, s.bucket, "jobs/"+id+"/result.json", bytes.NewReader(body), int64(len(body)),
-		minio.PutObjectOptions{ContentType: "application/json"})
-	return err
 }
 
 func sleep(ctx context.Context, d time.Duration) {
