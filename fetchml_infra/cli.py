@@ -1,4 +1,5 @@
-"""fetchml-infra: the operator's commands (init, deploy, rollback, preview, history, status, recover, destroy, audit).
+"""fetchml-infra: the operator's commands (init, deploy, rollback, preview, history, status, recover, destroy,
+audit, queue).
 
 Exit codes: 0 done; 1 a check failed (audit chain broken, post-rollback checklist not all green);
 2 refused before anything changed (bad argument, denied or missing image, invalid config);
@@ -23,6 +24,7 @@ from fetchml_infra import (
     health,
     history,
     host,
+    jobqueue,
     lock,
     offline,
     preflight,
@@ -36,11 +38,13 @@ from fetchml_infra import (
     workspace,
 )
 from fetchml_infra.cli_audit import audit_app
+from fetchml_infra.cli_queue import queue_app
 from fetchml_infra.console import StackOpt, WaitOpt, console, fail, say
-from fetchml_infra.workspace import OperatorError, Stack, queue_state
+from fetchml_infra.workspace import OperatorError, Stack
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help=__doc__)
 app.add_typer(audit_app, name="audit")
+app.add_typer(queue_app, name="queue")
 state_app = typer.Typer(no_args_is_help=True, help="The Pulumi state backend the stacks live in.")
 app.add_typer(state_app, name="state")
 
@@ -238,9 +242,11 @@ def status(stack: StackOpt) -> None:
     table.add_row("last move", f"{last.action} {last.outcome} {last.from_image} -> {last.to_image}" if last else "-")
     table.add_row("operator", operator.describe() if operator else "free")
     table.add_row("engine lock", "; ".join(lk.describe() for lk in engine_locks) or "free")
+    stuck = 0
     try:
-        queue = queue_state(str(outputs.get("redis_address", "")))
-        table.add_row("queue", ", ".join(f"{k} {n}" for k, n in queue.items()))
+        counts = jobqueue.state(str(outputs.get("redis_address", "")))
+        stuck = counts["stuck"]
+        table.add_row("queue", jobqueue.describe(counts))
     except Exception as exc:  # status reports, it does not stop
         table.add_row("queue", f"Redis did not answer: {exc}")
     found = recover.disagreements(
@@ -254,7 +260,9 @@ def status(stack: StackOpt) -> None:
         "disagreements", "; ".join(found) + f" (run: fetchml-infra recover --stack {stack})" if found else "none"
     )
     console.print(table)
-    raise typer.Exit(0 if polled.verdict.healthy and verdict.ok and not found else 1)
+    if stuck:  # below the table, so that the command is one uncut line
+        say(f"stuck jobs: put them back with: fetchml-infra queue requeue-stuck --stack {stack}")
+    raise typer.Exit(0 if polled.verdict.healthy and verdict.ok and not found and not stuck else 1)
 
 
 @state_app.command("upgrade")

@@ -81,6 +81,8 @@ class StackConfig:
     minio_root_user: Secret
     minio_root_password: Secret
     minio_app_secret_key: Secret  # the app's own MinIO key (fetchml_infra.app_access)
+    worker_stop_grace_seconds: int  # a worker's job in flight finishes or goes back within this
+    job_seconds: float  # how long a stand-in job takes (tests and benchmarks)
 
     @property
     def required_compliance(self) -> str | None:
@@ -240,6 +242,8 @@ def parse(
         health_path=r.text("healthPath", "/health", re.compile(r"^/[A-Za-z0-9._~/-]*$"), "a path like /health"),
         health_timeout_seconds=r.number("healthTimeoutSeconds", 60.0, float, 1.0, 900.0),
         worker_replicas=r.number("workerReplicas", 1, int, 1, 16),
+        worker_stop_grace_seconds=r.number("workerStopGraceSeconds", 30, int, 2, 3600),
+        job_seconds=r.number("jobSeconds", 0.0, float, 0.0, 3600.0),
         bind_address=r.address("bindAddress", "127.0.0.1"),
         allow_public_bind=r.boolean("allowPublicBind", False),
         api_host_port=r.number("apiHostPort", 9101, int, 1, 65535),

@@ -12,11 +12,11 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from fetchml_infra import attempt, audit, health, history, host, preflight, review
+from fetchml_infra import attempt, audit, health, history, host, jobqueue, preflight, review
 from fetchml_infra.attempt import Attempt
 from fetchml_infra.config import IMAGE_TAG, ConfigError, StackConfig
 from fetchml_infra.gate import current_actor
-from fetchml_infra.workspace import OperatorError, Policy, Stack, image_present, queue_state
+from fetchml_infra.workspace import OperatorError, Policy, Stack, image_present
 
 EXIT_OK = 0
 EXIT_CHECKS_FAILED = 1
@@ -194,11 +194,9 @@ def post_rollback_checks(stack: Stack, cfg: StackConfig) -> list[Check]:
     if required:
         checks.append(Check("compliance_mode", v.compliance_mode == required, f"reported {v.compliance_mode!r}"))
     try:
-        queue = queue_state(str(outputs.get("redis_address", f"127.0.0.1:{cfg.redis_host_port}")))
-        detail = ", ".join(f"{k} {n}" for k, n in queue.items()) + (
-            "; look for stuck jobs" if queue["running"] or queue["failed"] else ""
-        )
-        checks.append(Check("queue state", True, detail))
+        counts = jobqueue.state(str(outputs.get("redis_address", f"127.0.0.1:{cfg.redis_host_port}")))
+        fix = f": fetchml-infra queue requeue-stuck --stack {stack.name}" if counts["stuck"] else ""
+        checks.append(Check("queue state", not counts["stuck"], jobqueue.describe(counts) + fix))
     except Exception as exc:  # a check that cannot run is reported, not hidden
         checks.append(Check("queue state", False, f"Redis did not answer: {exc}"))
     log = stack.audit_log(cfg)

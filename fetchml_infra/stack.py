@@ -185,13 +185,19 @@ class FetchML(pulumi.ComponentResource):
             ports=[_port(cfg, cfg.health_port, cfg.api_host_port)],
             opts=replace,
         )
+        # On replace or destroy a worker gets SIGTERM and this long to finish or put back its job (it gives
+        # itself a second less), not an immediate SIGKILL.
+        grace = cfg.worker_stop_grace_seconds
+        worker_envs = [*envs, f"FETCHML_JOB_SECONDS={cfg.job_seconds:g}", f"FETCHML_STOP_GRACE_SECONDS={grace}"]
         workers = [
             docker.Container(
                 f"worker-{i}",
                 name=f"{p}-worker-{i}",
                 image=worker_image.image_id,
-                envs=envs,
+                envs=worker_envs,
                 uploads=credentials,
+                stop_timeout=grace + 2,
+                destroy_grace_seconds=grace + 2,
                 restart=RESTART,
                 networks_advanced=network,
                 opts=replace,

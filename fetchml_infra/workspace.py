@@ -11,7 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,13 +21,6 @@ from pulumi import automation as auto
 from fetchml_infra import engine, history, offline, passphrase, review, state_layout, toolchain
 from fetchml_infra.config import PROJECT, StackConfig, parse, split_project_keys
 from fetchml_infra.offline import REPO_ROOT
-
-QUEUE_KEYS = {
-    "pending": ("llen", "fetchml:queue:pending"),
-    "running": ("llen", "fetchml:queue:running"),
-    "failed": ("llen", "fetchml:queue:failed"),
-    "done": ("scard", "fetchml:jobs:done"),
-}
 
 
 def project_home() -> Path:
@@ -209,15 +202,3 @@ def pull(image: str) -> tuple[bool, str]:
     docker = shutil.which("docker") or "docker"
     done = subprocess.run([docker, "pull", image], capture_output=True, text=True)
     return done.returncode == 0, (done.stderr or done.stdout).strip()[-300:]
-
-
-def queue_state(address: str) -> Mapping[str, int]:
-    """Pending, running, failed and done job counts from the stack's Redis."""
-    import redis
-
-    host, _, port = address.rpartition(":")
-    client = redis.Redis(host=host.strip("[]"), port=int(port), socket_timeout=3)
-    try:
-        return {name: int(getattr(client, op)(key)) for name, (op, key) in QUEUE_KEYS.items()}
-    finally:
-        client.close()  # type: ignore[no-untyped-call]

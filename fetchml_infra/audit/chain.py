@@ -12,7 +12,7 @@ from operator import eq, itemgetter
 from typing import Literal, NamedTuple
 
 ZERO_HASH = "0" * 64
-ACTIONS = frozenset({"deploy", "rollback", "destroy", "adopt", "seal", "correct"})
+ACTIONS = frozenset({"deploy", "rollback", "destroy", "adopt", "seal", "correct", "requeue"})
 OUTCOMES = frozenset({"success", "failure"})
 Problem = Literal[
     "changed", "inserted", "deleted", "reordered", "malformed", "partial-last-line", "truncated", "rewritten"
