@@ -55,7 +55,8 @@ def state(address: str) -> dict[str, int]:
             "running": int(r.llen(RUNNING)),
             "failed": int(r.llen(FAILED)),
             "done": int(r.scard(DONE)),
-            "stuck": len(without_heartbeat(r)),
+            # A worker sets the heartbeat a moment after it takes a job: look twice before calling it stuck.
+            "stuck": len(find_stuck(r, 0.5)),
         }
     finally:
         r.close()

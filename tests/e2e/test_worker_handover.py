@@ -4,6 +4,7 @@ back (audited as a queue action, never as a move)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from pathlib import Path
@@ -63,11 +64,11 @@ def test_replacing_workers_with_jobs_in_flight_loses_none_and_runs_none_twice(tm
         until("the long job in flight", lambda: in_flight(p, "long-1"))
         out = ok(p.cli("rollback", "--to", A, "--reason", "back with a long job running"))
         assert "[x] queue state" in out
-        logs = subprocess.run(["docker", "logs", f"{p.prefix}-worker-1"], capture_output=True, text=True).stdout
-        assert "worker: took job long-1" in logs  # the new worker took it again
         until("the long job done", lambda: finished(p).get("long-1") == 1, timeout=40)
         assert finished(p)["long-1"] == 1 and p.redis().llen("fetchml:queue:running") == 0
-        assert b'"job":"long-1"' in p.minio().get_object("artifacts", "jobs/long-1/result.json").read()
+        # The old worker (B) could not finish 8 s within 3 s: the new one (A) ran it, whole, once.
+        result = json.loads(p.minio().get_object("artifacts", "jobs/long-1/result.json").read())
+        assert (result["job"], result["version"]) == ("long-1", A)
 
 
 def test_a_worker_killed_mid_job_leaves_a_stuck_job_that_requeue_stuck_puts_back(tmp_path: Path) -> None:
