@@ -62,6 +62,7 @@ class StackConfig:
     worker_repository: str
     redis_image: str
     minio_image: str
+    proxy_image: str
     environment: str
     compliance_mode: str
     auto_rollback: bool
@@ -74,6 +75,7 @@ class StackConfig:
     api_host_port: int
     redis_host_port: int
     minio_host_port: int
+    proxy_admin_port: int  # Caddy's admin API, always on loopback
     audit_log: str
     name_prefix: str
     deploy_reason: str
@@ -235,6 +237,7 @@ def parse(
         worker_repository=r.text("workerRepository", "ghcr.io/jfraeysd/fetchml-worker", REPOSITORY, repo_expected),
         redis_image=r.text("redisImage", "fetchml-infra/redis:7.0", PINNED_IMAGE, pinned_expected),
         minio_image=r.text("minioImage", "fetchml-infra/minio:20260212-7aac2a2", PINNED_IMAGE, pinned_expected),
+        proxy_image=r.text("proxyImage", "fetchml-infra/caddy:2.11.9", PINNED_IMAGE, pinned_expected),
         environment=environment,
         compliance_mode=compliance,
         auto_rollback=r.boolean("autoRollback", environment == "staging"),
@@ -249,6 +252,7 @@ def parse(
         api_host_port=r.number("apiHostPort", 9101, int, 1, 65535),
         redis_host_port=r.number("redisHostPort", 6379, int, 1, 65535),
         minio_host_port=r.number("minioHostPort", 9000, int, 1, 65535),
+        proxy_admin_port=r.number("proxyAdminPort", 2019, int, 1, 65535),
         audit_log=r.free_text("auditLog", f".state/audit/{stack}.audit.log"),
         name_prefix=r.text("namePrefix", f"fetchml-{stack}", NAME_PREFIX, "lowercase letters, digits and -"),
         deploy_reason=r.free_text("deployReason", ""),
@@ -268,9 +272,10 @@ def parse(
         "apiHostPort": cfg.api_host_port,
         "redisHostPort": cfg.redis_host_port,
         "minioHostPort": cfg.minio_host_port,
+        "proxyAdminPort": cfg.proxy_admin_port,
     }
     if len(set(ports.values())) < len(ports):
-        r.problems.append(f"apiHostPort, redisHostPort, minioHostPort: expected three different ports, saw {ports}")
+        r.problems.append(f"{', '.join(ports)}: expected four different ports, saw {ports}")
     if not cfg.allow_public_bind and not _loopback(cfg.bind_address):
         r.problems.append(
             f"bindAddress: expected a loopback address (127.0.0.1 or ::1), saw {cfg.bind_address!r}; "

@@ -22,9 +22,15 @@ from fetchml_infra.config import StackConfig
 
 # Pulumi type -> kind; a docker volume's Pulumi id is its name, a container's or network's is the docker id.
 KINDS = {f"docker:index/{k}:{k.title()}": k for k in ("container", "network", "volume")}
-PORT_SETTINGS = {"api": "apiHostPort", "redis": "redisHostPort", "minio": "minioHostPort"}
+PORT_SETTINGS = {
+    "api": "apiHostPort",
+    "redis": "redisHostPort",
+    "minio": "minioHostPort",
+    "proxy-admin": "proxyAdminPort",
+}
 WILDCARDS = {"", "*", "0.0.0.0", "::"}
-APP_NAME = r"(api|worker-[0-9]+)"
+TAG = r"sha-[0-9a-f]{7,40}"
+APP_NAME = rf"api-(?P<api>{TAG})|worker-(?P<worker>{TAG})-(?P<n>[0-9]+)"  # one API and its workers per image
 
 
 class HostError(RuntimeError):
@@ -37,19 +43,20 @@ class Needs:
     containers: tuple[str, ...]
     networks: tuple[str, ...]
     volumes: tuple[str, ...]
-    ports: tuple[tuple[str, int, str], ...]  # (bind address, host port, "api" | "redis" | "minio")
+    ports: tuple[tuple[str, int, str], ...]  # (bind address, host port, a PORT_SETTINGS key)
 
 
 def needs(cfg: StackConfig) -> Needs:
-    p = cfg.name_prefix
-    workers = tuple(f"{p}-worker-{i}" for i in range(1, cfg.worker_replicas + 1))
+    p, tag = cfg.name_prefix, cfg.image
+    workers = tuple(f"{p}-worker-{tag}-{i}" for i in range(1, cfg.worker_replicas + 1))
     return Needs(
         stack=cfg.stack,
-        containers=(f"{p}-api", *workers, f"{p}-redis", f"{p}-minio"),
+        containers=(f"{p}-api-{tag}", *workers, f"{p}-proxy", f"{p}-redis", f"{p}-minio"),
         networks=(f"{p}-net",),
         volumes=(f"{p}-redis-data", f"{p}-minio-data"),
         ports=(
             (cfg.bind_address, cfg.api_host_port, "api"),
+            ("::1" if cfg.bind_address == "::1" else "127.0.0.1", cfg.proxy_admin_port, "proxy-admin"),
             (cfg.bind_address, cfg.redis_host_port, "redis"),
             (cfg.bind_address, cfg.minio_host_port, "minio"),
         ),
@@ -223,14 +230,17 @@ class AppContainer:
     running: bool
     started: bool = True  # it has run at least once (a create cut short leaves one that never did)
     restarts: int = 0  # Docker's RestartCount: a container that keeps exiting is crash-looping
+    role: str = "api"  # "api" or "worker-<n>"
+    tag: str = ""  # the image its name carries
 
 
 def app_containers(prefix: str) -> dict[str, AppContainer]:
-    """Every container named exactly <prefix>-api or <prefix>-worker-<n>, keyed 'api', 'worker-<n>'."""
-    exact = re.compile(rf"^{re.escape(prefix)}-{APP_NAME}$")
+    """Every container named <prefix>-api-<image> or <prefix>-worker-<image>-<n>, keyed by that suffix."""
+    exact = re.compile(rf"^{re.escape(prefix)}-(?:{APP_NAME})$")
     apps = {}
     for o in _inspect(_docker("ps", "-a", "-q", "--no-trunc", "--filter", f"name={prefix}-").split()):
-        m = exact.match(str(o.get("Name", "")).lstrip("/"))
+        name = str(o.get("Name", "")).lstrip("/")
+        m = exact.match(name)
         if m is None:
             continue
         env = [str(e).partition("=") for e in (o.get("Config") or {}).get("Env") or []]
@@ -239,23 +249,34 @@ def app_containers(prefix: str) -> dict[str, AppContainer]:
         running = bool(state.get("Running")) and not state.get("Restarting")
         started = not str(state.get("StartedAt") or "0001-").startswith("0001-")
         restarts = int(o.get("RestartCount") or 0)
-        apps[m.group(1)] = AppContainer(m.group(0), str(o["Id"]), version, running, started, restarts)
+        role, tag = ("api", m["api"]) if m["api"] else (f"worker-{m['n']}", m["worker"])
+        apps[name[len(prefix) + 1 :]] = AppContainer(name, str(o["Id"]), version, running, started, restarts, role, tag)
     return apps
 
 
-def _roles(apps: Mapping[str, AppContainer], replicas: int) -> list[str]:
-    wanted = ["api", *(f"worker-{i}" for i in range(1, replicas + 1))]
-    extra = sorted((r for r in apps if r not in wanted), key=lambda r: int(r.rpartition("-")[2] or 0))
-    return wanted + extra
+def _roles(replicas: int) -> list[str]:
+    return ["api", *(f"worker-{i}" for i in range(1, replicas + 1))]
 
 
-def running_image(apps: Mapping[str, AppContainer], replicas: int) -> str | None:
-    """The one tag the api and worker-1..replicas all run, or None if one is missing, stopped or differs."""
-    wanted = _roles({}, replicas)
-    if not all(r in apps and apps[r].running for r in wanted):
-        return None
-    tags = {apps[r].image for r in wanted}
-    return tags.pop() if len(tags) == 1 and "" not in tags else None
+def complete(apps: Mapping[str, AppContainer], replicas: int) -> list[str]:
+    """Images whose API and workers 1..replicas all run it, each container under its own image's name."""
+    tags = sorted({c.tag for c in apps.values()})
+    by = {(c.tag, c.role): c for c in apps.values()}
+    whole = []
+    for tag in tags:
+        mine = [by.get((tag, r)) for r in _roles(replicas)]
+        if all(c is not None and c.running and c.image == tag for c in mine):
+            whole.append(tag)
+    return whole
+
+
+def running_image(apps: Mapping[str, AppContainer], replicas: int, routed: str | None = None) -> str | None:
+    """The image the app runs: the one whose API and workers all run, and which the proxy routes to when
+    ``routed`` is known. None when no image is whole, or more than one is and nothing says which."""
+    whole = complete(apps, replicas)
+    if routed is not None:
+        return routed if routed in whole else None
+    return whole[0] if len(whole) == 1 else None
 
 
 def orphans(apps: Mapping[str, AppContainer], managed_ids: set[str]) -> list[AppContainer]:
@@ -266,26 +287,25 @@ def orphans(apps: Mapping[str, AppContainer], managed_ids: set[str]) -> list[App
     return [c for c in apps.values() if c.id not in managed_ids and c.image]
 
 
-def images_other_than(apps: Mapping[str, AppContainer], image: str | None) -> list[str]:
-    """The images app containers have run besides ``image`` (all of them for None), sorted: what a move that no
-    entry records left behind. A container that never started ran nothing."""
-    return sorted({c.image for c in apps.values() if c.image and c.started and c.image != image})
+def images_other_than(apps: Mapping[str, AppContainer], *images: str | None) -> list[str]:
+    """The images app containers have run besides ``images``, sorted: what a move that no entry records left
+    behind. A container that never started ran nothing."""
+    return sorted({c.image for c in apps.values() if c.image and c.started and c.image not in images})
 
 
-def describe(apps: Mapping[str, AppContainer], replicas: int) -> str:
-    """One line: 'api sha-1a2b3c4 (running), worker-1 missing, worker-2 sha-5d6e7f8 (stopped, extra)'."""
+def describe(apps: Mapping[str, AppContainer], replicas: int, image: str | None = None) -> str:
+    """One line: 'api sha-1a2b3c4 (running), worker-1 sha-1a2b3c4 (stopped), worker-2 sha-1a2b3c4 missing',
+    with the roles ``image`` lacks marked missing."""
     parts = []
-    wanted = _roles({}, replicas)
-    for role in _roles(apps, replicas):
-        app = apps.get(role)
-        if app is None:
-            parts.append(f"{role} missing")
-            continue
-        crashing = not app.running and app.restarts > 0
-        state = "running" if app.running else (f"crash-looping, {app.restarts} restarts" if crashing else "stopped")
-        state += "" if role in wanted else ", extra"
-        parts.append(f"{role} {app.image or 'without FETCHML_VERSION'} ({state})")
-    return ", ".join(parts)
+    order = {r: i for i, r in enumerate(_roles(16))}
+    for c in sorted(apps.values(), key=lambda c: (c.tag != image, c.tag, order.get(c.role, 99))):
+        crashing = not c.running and c.restarts > 0
+        state = "running" if c.running else (f"crash-looping, {c.restarts} restarts" if crashing else "stopped")
+        extra = ", extra" if c.role not in _roles(replicas) else ""
+        parts.append(f"{c.role} {c.image or 'without FETCHML_VERSION'} ({state}{extra})")
+    have = {c.role for c in apps.values() if c.tag == image}
+    parts += [f"{r} {image} missing" for r in _roles(replicas) if image and r not in have]
+    return ", ".join(parts) or "no app containers"
 
 
 def remove_container(container_id: str) -> None:

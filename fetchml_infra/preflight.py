@@ -126,11 +126,13 @@ def check_recorded(cfg: StackConfig, log: str) -> None:
     if last is None:
         return
     apps = host.app_containers(cfg.name_prefix)
-    strays = host.images_other_than(apps, last.to_image)
+    passed = history.last_passed(audit.entries(log), cfg.stack)
+    # The last passed release may run beside a failed one: a failed gate never routes its release.
+    strays = host.images_other_than(apps, last.to_image, passed.to_image if passed else None)
     if strays:
         raise OperatorError(
             f"the app containers of stack '{cfg.stack}' run {', '.join(strays)} "
-            f"({host.describe(apps, cfg.worker_replicas)}) but the audit chain's last move is to "
+            f"({host.describe(apps, cfg.worker_replicas, last.to_image)}) but the audit chain's last move is to "
             f"{last.to_image}: a move went unrecorded (an interrupted update?). {recover_hint(cfg.stack)}"
         )
 

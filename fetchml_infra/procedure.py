@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from fetchml_infra import attempt, audit, health, history, host, jobqueue, preflight, review
+from fetchml_infra import attempt, audit, health, history, host, jobqueue, preflight, proxy, review
 from fetchml_infra.attempt import Attempt
 from fetchml_infra.config import IMAGE_TAG, ConfigError, StackConfig
 from fetchml_infra.gate import current_actor
@@ -121,7 +121,8 @@ def _after_failed_infrastructure(
     if current.image == cfg.image:
         say(f"  there is no earlier image to restore; {cfg.image} is not denied: fix the cause and deploy it again")
         return EXIT_FAILED
-    running = host.running_image(host.app_containers(cfg.name_prefix), current.worker_replicas)
+    routed, _ = proxy.routed(cfg.name_prefix, cfg.bind_address, cfg.proxy_admin_port)
+    running = host.running_image(host.app_containers(cfg.name_prefix), current.worker_replicas, routed)
     if running == current.image:
         say(f"  the app still runs {current.image}; {cfg.image} is not denied")
         return EXIT_FAILED

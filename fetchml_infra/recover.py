@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from fetchml_infra import attempt, audit, health, history, host, lock, outcome, preflight
+from fetchml_infra import attempt, audit, health, history, host, lock, outcome, preflight, proxy
 from fetchml_infra.config import StackConfig
 from fetchml_infra.gate import current_actor, record_move
 from fetchml_infra.workspace import OperatorError, Stack
@@ -76,11 +76,14 @@ def _clear_pending(stack: Stack, deployment: dict[str, Any], say: Say) -> None:
 def _record_unrecorded(cfg: StackConfig, log: str, say: Say) -> None:
     apps = host.app_containers(cfg.name_prefix)
     last = history.last_entry(audit.entries(log), cfg.stack)
-    strays = host.images_other_than(apps, last.to_image if last else None)
+    passed = history.last_passed(audit.entries(log), cfg.stack)
+    # The last passed release may run beside a failed one: a failed gate never routes its release.
+    strays = host.images_other_than(apps, last.to_image if last else None, passed.to_image if passed else None)
     if not strays:
         return
     image = strays[0]
-    running = host.running_image(apps, cfg.worker_replicas)
+    routed, _ = proxy.routed(cfg.name_prefix, cfg.bind_address, cfg.proxy_admin_port)
+    running = host.running_image(apps, cfg.worker_replicas, routed)
     polled = health.poll(
         cfg.health_url,
         expected_version=image,
@@ -88,7 +91,7 @@ def _record_unrecorded(cfg: StackConfig, log: str, say: Say) -> None:
         timeout=min(cfg.health_timeout_seconds, 15),
     )
     healthy = running == image and polled.verdict.healthy
-    state = host.describe(apps, cfg.worker_replicas)
+    state = host.describe(apps, cfg.worker_replicas, image)
     reason = audit.clean_value(
         f"recovered: containers ran {image} with no entry for the move ({state}); health now: "
         f"{'passed' if healthy else polled.verdict.reason}"
@@ -137,7 +140,8 @@ def recover(stack: Stack, load: Callable[..., StackConfig], say: Say) -> int:
     say("  refreshed the state from the Docker engine")
     passed = history.last_passed(audit.entries(log), cfg.stack)
     target = passed.to_image if passed else cfg.image
-    running = host.running_image(host.app_containers(cfg.name_prefix), cfg.worker_replicas)
+    routed, _ = proxy.routed(cfg.name_prefix, cfg.bind_address, cfg.proxy_admin_port)
+    running = host.running_image(host.app_containers(cfg.name_prefix), cfg.worker_replicas, routed)
     vanished = _vanished(cfg, stack.deployment())
     if running == target and stack.outputs().get("image") == target and not vanished:
         if cfg.image != target:

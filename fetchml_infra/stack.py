@@ -2,15 +2,17 @@
 
 Two kinds of things live here and they never mix:
 
-- persistent: the network, the Redis and MinIO volumes and containers, and the app's own MinIO user
-  (app_access). None of them takes any input from ``image``; the volumes are protected and retained, so
-  neither a rollback nor a destroy can remove them.
-- the app: the API and worker containers. ``_app`` is the one place that reads ``cfg.image``; from there it
-  flows only into those containers, the HealthGate and the AuditEntry.
+- persistent: the network, the Redis and MinIO volumes and containers, the app's own MinIO user
+  (app_access), and the front proxy that owns the API's host port. None of them takes any input from
+  ``image``; the volumes are protected and retained, so neither a rollback nor a destroy can remove them.
+- the app: one API container and its workers per image (``<prefix>-api-<image>``,
+  ``<prefix>-worker-<image>-<n>``). ``_app`` is the one place that reads ``cfg.image``; from there it flows
+  only into those containers, the HealthGate, the Route and the AuditEntry.
 
-A rollback is therefore `pulumi config set image sha-<previous> && pulumi up`: the app containers are replaced
-(delete-before-replace, since their names and ports are fixed), the gate polls the health URL, and the audit
-entry is appended.
+A rollback is therefore `pulumi config set image sha-<previous> && pulumi up`, blue/green: the new API starts
+beside the old one, the gate checks it directly, the Route switches the proxy to it and drains the old one,
+the new workers start, and only then does Pulumi delete the old containers (their names are no longer in the
+program). A release that fails its gate is never routed and never gets workers.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 import pulumi
 import pulumi_docker as docker
 
-from fetchml_infra import audit
+from fetchml_infra import audit, proxy
 from fetchml_infra.app_access import APP_USER, ARTIFACTS_BUCKET, AppAccess
 from fetchml_infra.config import StackConfig
 from fetchml_infra.gate import AuditEntry, HealthGate, current_actor
@@ -32,6 +34,7 @@ RESTART = "unless-stopped"
 ROOT_USER_FILE = "/run/secrets/minio-root-user"
 ROOT_PASSWORD_FILE = "/run/secrets/minio-root-password"
 APP_CREDENTIALS_FILE = "/run/secrets/fetchml-minio"
+DRAIN_SECONDS = 30.0  # the longest an old API's requests in flight may keep it after the switch
 
 
 @dataclass(frozen=True)
@@ -42,11 +45,13 @@ class Persistent:
     redis: docker.Container
     minio: docker.Container
     app_access: AppAccess  # the app's own MinIO user, bucket and policy (no root key in the app)
+    proxy: docker.Container  # owns the API's host port; a deploy only reconfigures it
 
 
 @dataclass(frozen=True)
 class App:
     api: docker.Container
+    route: proxy.Route
     workers: list[docker.Container]
 
 
@@ -69,31 +74,21 @@ class FetchML(pulumi.ComponentResource):
         if not pulumi.runtime.is_dry_run():  # an update must be able to record itself before it moves anything
             audit.require_appendable(self.audit_log)
         self.persistent = self._persistent(cfg)
+        self.actor = current_actor()
         self.app = self._app(cfg, self.persistent)
-        actor = current_actor()
-        self.gate = HealthGate(
-            "health-gate",
-            url=cfg.health_url,
-            image=cfg.image,
-            compliance_mode=cfg.compliance_mode,
-            timeout=cfg.health_timeout_seconds,
-            stack=cfg.stack,
-            audit_log=self.audit_log,
-            actor=actor,
-            rollback_advice=rollback_advice(cfg),
-            targets=pulumi.Output.all(self.app.api.id, *[w.id for w in self.app.workers]),
-            opts=pulumi.ResourceOptions(parent=self),
-        )
         self.audit = AuditEntry(
             "audit-entry",
             image=cfg.image,
             stack=cfg.stack,
             audit_log=self.audit_log,
-            actor=actor,
+            actor=self.actor,
             reason=cfg.deploy_reason,
             gate=self.gate.healthy,
             # The record outlives the stack: never deleted, and removing it from the program is refused.
-            opts=pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True),
+            # Written once the release is routed and its workers run: that is the move it records.
+            opts=pulumi.ResourceOptions(
+                parent=self, protect=True, retain_on_delete=True, depends_on=[self.app.route, *self.app.workers]
+            ),
         )
         self.register_outputs({})
 
@@ -144,11 +139,26 @@ class FetchML(pulumi.ComponentResource):
             secret_key=cfg.minio_app_secret_key.value,
             opts=child,
         )
-        return Persistent(network, redis_data, minio_data, redis, minio, access)
+        proxy_image = docker.RemoteImage("proxy-image", name=cfg.proxy_image, keep_locally=True, opts=child)
+        front = docker.Container(
+            "proxy",
+            name=f"{p}-proxy",
+            image=proxy_image.image_id,
+            restart=RESTART,
+            networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=network.name)],
+            # Caddy keeps the last config it loaded in /config, so a restarted proxy routes where it did; a
+            # replaced one starts with a 503, and the Route (its input is this container's id) routes it again.
+            ports=[
+                _port(cfg, proxy.LISTEN_PORT, cfg.api_host_port),
+                docker.ContainerPortArgs(internal=proxy.ADMIN_PORT, external=cfg.proxy_admin_port, ip=_admin_host(cfg)),
+            ],
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+        )
+        return Persistent(network, redis_data, minio_data, redis, minio, access, front)
 
     def _app(self, cfg: StackConfig, persistent: Persistent) -> App:
         """The only reader of ``cfg.image``."""
-        p = cfg.name_prefix
+        p, tag = cfg.name_prefix, cfg.image
         # Kept locally on destroy and replace, so every earlier image stays available as a rollback target.
         api_image = docker.RemoteImage(
             "api-image", name=cfg.api_image, keep_locally=True, opts=pulumi.ResourceOptions(parent=self)
@@ -168,31 +178,54 @@ class FetchML(pulumi.ComponentResource):
         # The app's key, never the root one; same value on every image, so a rollback changes no credential.
         credentials = [_secret_file(APP_CREDENTIALS_FILE, f"{APP_USER}\n{cfg.minio_app_secret_key.value}\n")]
         network = [docker.ContainerNetworksAdvancedArgs(name=persistent.network.name)]
-        # Fixed names and ports: the old container must go before its replacement can start.
-        replace = pulumi.ResourceOptions(
-            parent=self,
-            delete_before_replace=True,
-            depends_on=[persistent.redis, persistent.minio, persistent.app_access],
+        # One name per image: the new containers start beside the old ones, which Pulumi deletes last.
+        after_data = pulumi.ResourceOptions(
+            parent=self, depends_on=[persistent.redis, persistent.minio, persistent.app_access]
         )
         api = docker.Container(
-            "api",
-            name=f"{p}-api",
+            f"api-{tag}",
+            name=f"{p}-api-{tag}",
             image=api_image.image_id,
             envs=[*envs, f"FETCHML_HEALTH_PORT={cfg.health_port}"],
             uploads=credentials,
             restart=RESTART,
             networks_advanced=network,
-            ports=[_port(cfg, cfg.health_port, cfg.api_host_port)],
-            opts=replace,
+            opts=after_data,
+        )
+        # Directly, not through the proxy: the proxy keeps serving the old release until this passes.
+        direct = api.network_datas.apply(lambda nets: f"http://{nets[0].ip_address}:{cfg.health_port}{cfg.health_path}")
+        self.gate = HealthGate(
+            "health-gate",
+            url=direct,
+            image=cfg.image,
+            compliance_mode=cfg.compliance_mode,
+            timeout=cfg.health_timeout_seconds,
+            stack=cfg.stack,
+            audit_log=self.audit_log,
+            actor=self.actor,
+            rollback_advice=rollback_advice(cfg),
+            targets=pulumi.Output.all(api.id),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        route = proxy.Route(
+            "proxy-route",
+            stack=cfg.stack,
+            admin=proxy.admin_url(cfg.bind_address, cfg.proxy_admin_port),
+            upstream=proxy.upstream(p, tag, cfg.health_port),
+            health_path=cfg.health_path,
+            proxy=persistent.proxy.id,
+            gate=self.gate.healthy,
+            drain_seconds=DRAIN_SECONDS,
+            opts=pulumi.ResourceOptions(parent=self),
         )
         # On replace or destroy a worker gets SIGTERM and this long to finish or put back its job (it gives
-        # itself a second less), not an immediate SIGKILL.
+        # itself a second less), not an immediate SIGKILL. New workers start once their release is routed.
         grace = cfg.worker_stop_grace_seconds
         worker_envs = [*envs, f"FETCHML_JOB_SECONDS={cfg.job_seconds:g}", f"FETCHML_STOP_GRACE_SECONDS={grace}"]
         workers = [
             docker.Container(
-                f"worker-{i}",
-                name=f"{p}-worker-{i}",
+                f"worker-{tag}-{i}",
+                name=f"{p}-worker-{tag}-{i}",
                 image=worker_image.image_id,
                 envs=worker_envs,
                 uploads=credentials,
@@ -200,11 +233,11 @@ class FetchML(pulumi.ComponentResource):
                 destroy_grace_seconds=grace + 2,
                 restart=RESTART,
                 networks_advanced=network,
-                opts=replace,
+                opts=pulumi.ResourceOptions.merge(after_data, pulumi.ResourceOptions(depends_on=[route])),
             )
             for i in range(1, cfg.worker_replicas + 1)
         ]
-        return App(api, workers)
+        return App(api, route, workers)
 
     def export_outputs(self) -> None:
         cfg = self.cfg
@@ -217,6 +250,8 @@ class FetchML(pulumi.ComponentResource):
         pulumi.export("minio_endpoint", f"{_host(cfg)}:{cfg.minio_host_port}")
         pulumi.export("volumes", [self.persistent.redis_data.name, self.persistent.minio_data.name])
         pulumi.export("containers", [self.app.api.name, *[w.name for w in self.app.workers]])
+        pulumi.export("proxy", self.persistent.proxy.name)
+        pulumi.export("routed", self.app.route.upstream)
         pulumi.export("reported_compliance_mode", self.gate.reported_compliance_mode)
         pulumi.export("audit_log", self.audit_log)
         pulumi.export("audit_head", self.audit.head)
@@ -226,6 +261,10 @@ class FetchML(pulumi.ComponentResource):
 
 def _host(cfg: StackConfig) -> str:
     return cfg.health_url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)[0]
+
+
+def _admin_host(cfg: StackConfig) -> str:
+    return "::1" if cfg.bind_address == "::1" else "127.0.0.1"
 
 
 def _secret_file(path: str, value: str) -> docker.ContainerUploadArgs:

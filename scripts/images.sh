@@ -3,13 +3,14 @@
 # scripts/images.env:
 #   - ghcr.io/jfraeysd/fetchml-{api,worker}:TAG  stand-ins (images/standin, one static Go binary);
 #   - $REDIS_IMAGE  redis-server from Debian's package plus the shared libraries it links;
-#   - $MINIO_IMAGE  the MinIO server built from its Go module (binary cached per machine).
+#   - $MINIO_IMAGE  the MinIO server built from its Go module (binary cached per machine);
+#   - $PROXY_IMAGE  the front proxy, Caddy built from its Go module (scripts/images-proxy.sh).
 # Every image is a `docker import` of a root-filesystem tarball, configured with --change.
 # Idempotent: each image carries a label fetchml-infra.build-key, a hash of its inputs (sources,
 # versions, this script); an image whose tag exists with the same key is skipped. A freshly built
 # image is smoke-tested before the script ends (--verify smoke-tests all of them).
 #
-# usage: scripts/images.sh [--verify] [--only=redis,standin,minio] [TAG[:healthy|broken|noncompliant|crash] ...]
+# usage: scripts/images.sh [--verify] [--only=redis,standin,minio,proxy] [TAG[:healthy|broken|noncompliant|crash] ...]
 #   extra TAGs are built as stand-ins too (mode healthy unless given), e.g. sha-abcdef0:broken;
 #   --only builds (and checks) just the named kinds; --verify smoke-tests existing images too.
 set -euo pipefail
@@ -18,7 +19,7 @@ set -euo pipefail
 . "$REPO/scripts/images.env"
 
 usage() { sed -n '/^# usage:/,/^[^#]/s/^# //p' "$0"; exit "${1:-0}"; }
-verify_all=0 only=redis,standin,minio
+verify_all=0 only=redis,standin,minio,proxy
 declare -a extra=()
 for a in "$@"; do
   case $a in
@@ -42,8 +43,8 @@ for s in "${spec[@]}" ${extra[@]+"${extra[@]}"}; do
   [[ -n ${st_mode[$t]:-} ]] || st_tags+=("$t")
   st_mode[$t]=$m
 done
-[[ $only =~ ^(redis|standin|minio)(,(redis|standin|minio))*$ ]] ||
-  die "bad --only=$only: want a comma-separated list of redis, standin, minio"
+[[ $only =~ ^(redis|standin|minio|proxy)(,(redis|standin|minio|proxy))*$ ]] ||
+  die "bad --only=$only: want a comma-separated list of redis, standin, minio, proxy"
 
 cache=${FETCHML_CACHE:-$HOME/.cache/fetchml-infra}
 LABEL=fetchml-infra.build-key
@@ -422,6 +423,12 @@ EOF
 }
 if ((minio_built || verify_all)); then verify_minio; fi
 fi # want minio
+
+###############################################################################
+# The front proxy (Caddy), built from its Go module once per machine.
+###############################################################################
+# shellcheck source=images-proxy.sh
+if want proxy; then . "$REPO/scripts/images-proxy.sh"; fi
 
 ###############################################################################
 say "images:"

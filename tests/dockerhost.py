@@ -33,6 +33,14 @@ def published(name: str, port: int) -> list[tuple[str, str]]:
     return [(b["HostIp"], b["HostPort"]) for b in bindings]
 
 
+def containers_named(prefix: str) -> list[str]:
+    """Names of the containers whose name starts with ``prefix``."""
+    out = subprocess.run(
+        ["docker", "ps", "-a", "--format", "{{.Names}}", "--filter", f"name={prefix}"], capture_output=True, text=True
+    ).stdout
+    return [n for n in out.split() if n.startswith(prefix)]
+
+
 def remove(kind: str, *names: str) -> None:
     """Best-effort clean-up of test leftovers."""
     for name in names:

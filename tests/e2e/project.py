@@ -128,9 +128,7 @@ class Project:
             self.stack.destroy(color="never")
         finally:
             self.stack.workspace.remove_stack(self.stack_name)
-            names = [f"{self.prefix}-{n}" for n in ("api", "redis", "minio")]
-            names += [f"{self.prefix}-worker-{i}" for i in range(1, 4)]
-            dockerhost.remove("container", *names)
+            dockerhost.remove("container", *dockerhost.containers_named(f"{self.prefix}-"))
             dockerhost.remove("volume", f"{self.prefix}-redis-data", f"{self.prefix}-minio-data")
             dockerhost.remove("network", f"{self.prefix}-net")
 
@@ -158,7 +156,7 @@ def bare_project(tmp_path: Path, cli: str = "current", *, extra_env: Mapping[str
     if "PULUMI_CONFIG_PASSPHRASE_FILE" in (extra_env or {}):
         base.pop("PULUMI_CONFIG_PASSPHRASE", None)  # Pulumi would take it first
     env = offline.environment(base, cli=cli)
-    ports = {"api": free_port(), "redis": free_port(), "minio": free_port()}
+    ports = {"api": free_port(), "redis": free_port(), "minio": free_port(), "admin": free_port()}
     return Project(root, name, env, ports)
 
 
@@ -187,6 +185,7 @@ def make_project(
         "apiHostPort": str(ports["api"]),
         "redisHostPort": str(ports["redis"]),
         "minioHostPort": str(ports["minio"]),
+        "proxyAdminPort": str(ports["admin"]),
         **config,
     }
     settings = {f"fetchml:{k}": auto.ConfigValue(v) for k, v in values.items()}
