@@ -39,7 +39,9 @@ def image_of(prefix: str, dial: str | None) -> str | None:
     return name[len(head) :] if name.startswith(head) and len(name) > len(head) else None
 
 
-def config(dial: str, health_path: str) -> dict[str, Any]:
+def config(
+    dial: str, health_path: str, *, listen: str = f":{LISTEN_PORT}", admin: str = f"0.0.0.0:{ADMIN_PORT}"
+) -> dict[str, Any]:
     """The whole Caddy config that routes every request to ``dial``. Loaded in one request, so the switch is
     atomic: a request goes to the old config's upstream or to the new one, never nowhere."""
     proxy = {
@@ -50,12 +52,12 @@ def config(dial: str, health_path: str) -> dict[str, Any]:
         "health_checks": {"active": {"uri": health_path, "interval": "2s", "timeout": "2s"}},
     }
     server = {
-        "listen": [f":{LISTEN_PORT}"],
+        "listen": [listen],
         "automatic_https": {"disable": True},
         "routes": [{"handle": [proxy]}],
     }
     return {
-        "admin": {"listen": f"0.0.0.0:{ADMIN_PORT}"},
+        "admin": {"listen": admin},
         "apps": {"http": {"grace_period": GRACE, "servers": {SERVER: server}}},
     }
 
@@ -104,15 +106,16 @@ class Admin:
         return 0
 
 
-def switch(admin: Admin, dial: str, health_path: str, drain_seconds: float) -> dict[str, Any]:
+def switch(client: Admin, dial: str, health_path: str, drain_seconds: float, **where: str) -> dict[str, Any]:
     """Route to ``dial``, then wait (at most ``drain_seconds``) until the previous upstream has no request
-    in flight. Returns what a deploy reports: the previous upstream, how long the drain took, what was left."""
-    previous = routed_upstream(admin.loaded())
-    admin.load(config(dial, health_path))
+    in flight. Returns what a deploy reports: the previous upstream, how long the drain took, what was left.
+    ``where``: the listen and admin addresses, for a Caddy that is not in the proxy container."""
+    previous = routed_upstream(client.loaded())
+    client.load(config(dial, health_path, **where))
     started, left = time.monotonic(), 0
     if previous and previous != dial:
         deadline = started + drain_seconds
-        while (left := admin.in_flight(previous)) and time.monotonic() < deadline:
+        while (left := client.in_flight(previous)) and time.monotonic() < deadline:
             time.sleep(0.1)
     return {"previous": previous or "", "drained_seconds": round(time.monotonic() - started, 3), "left_in_flight": left}
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pulumi
 import pulumi_docker as docker
@@ -193,7 +194,7 @@ class FetchML(pulumi.ComponentResource):
             opts=after_data,
         )
         # Directly, not through the proxy: the proxy keeps serving the old release until this passes.
-        direct = api.network_datas.apply(lambda nets: f"http://{nets[0].ip_address}:{cfg.health_port}{cfg.health_path}")
+        direct = api.network_datas.apply(lambda nets: _direct_url(cfg, nets))
         self.gate = HealthGate(
             "health-gate",
             url=direct,
@@ -261,6 +262,12 @@ class FetchML(pulumi.ComponentResource):
 
 def _host(cfg: StackConfig) -> str:
     return cfg.health_url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)[0]
+
+
+def _direct_url(cfg: StackConfig, nets: list[Any] | None) -> str:
+    """The health URL of a container at its address on the stack network (empty before it has one)."""
+    address = nets[0].ip_address if nets else None
+    return f"http://{address}:{cfg.health_port}{cfg.health_path}" if address else ""
 
 
 def _admin_host(cfg: StackConfig) -> str:

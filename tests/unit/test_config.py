@@ -84,7 +84,7 @@ BAD = [
     ("redis latest", {"redisImage": "redis:latest"}, "redisImage: expected an image pinned to a tag other than latest"),
     ("minio untagged", {"minioImage": "minio/minio"}, "minioImage: expected an image pinned"),
     ("api repo tagged", {"apiRepository": "ghcr.io/x/api:v1"}, "apiRepository: expected an image repository"),
-    ("same ports", {"apiHostPort": "9000"}, "expected three different ports"),
+    ("same ports", {"apiHostPort": "9000"}, "expected four different ports"),
     ("reason pipe", {"deployReason": "oops | forged=1"}, "deployReason: expected up to 200 characters without '|'"),
     ("audit newline", {"auditLog": "a\nb"}, "auditLog: expected up to 200 characters without '|' or line breaks"),
     ("denied list", {"deniedImages": "sha-9c0ffee"}, "deniedImages: expected a JSON list of sha-<hex> tags"),

@@ -21,17 +21,31 @@ def test_needs_follow_the_stack_config() -> None:
     cfg = parse("staging", good(workerReplicas="2", namePrefix="fx", apiHostPort="19101"), SECRETS)
     n = host.needs(cfg)
     assert n.stack == "staging"
-    assert n.containers == ("fx-api", "fx-worker-1", "fx-worker-2", "fx-redis", "fx-minio")
+    tag = "sha-1a2b3c4"
+    assert n.containers == (
+        f"fx-api-{tag}",
+        f"fx-worker-{tag}-1",
+        f"fx-worker-{tag}-2",
+        "fx-proxy",
+        "fx-redis",
+        "fx-minio",
+    )
     assert n.networks == ("fx-net",)
     assert n.volumes == ("fx-redis-data", "fx-minio-data")
-    assert n.ports == (("127.0.0.1", 19101, "api"), ("127.0.0.1", 6379, "redis"), ("127.0.0.1", 9000, "minio"))
+    assert n.ports == (
+        ("127.0.0.1", 19101, "api"),
+        ("127.0.0.1", 2019, "proxy-admin"),
+        ("127.0.0.1", 6379, "redis"),
+        ("127.0.0.1", 9000, "minio"),
+    )
 
 
 def test_needs_default_prefix_is_per_stack() -> None:
     n = host.needs(parse("staging", good(), SECRETS))
     assert n.containers == (
-        "fetchml-staging-api",
-        "fetchml-staging-worker-1",
+        "fetchml-staging-api-sha-1a2b3c4",
+        "fetchml-staging-worker-sha-1a2b3c4-1",
+        "fetchml-staging-proxy",
         "fetchml-staging-redis",
         "fetchml-staging-minio",
     )
@@ -81,7 +95,7 @@ def test_name_conflicts_name_the_foreign_object_and_the_fix() -> None:
     n = host.needs(parse("staging", good(workerReplicas="2"), SECRETS))
     stray = "d" * 64
     found = {
-        "container": {"fetchml-staging-api": API_ID, "fetchml-staging-worker-2": stray},
+        "container": {"fetchml-staging-api-sha-1a2b3c4": API_ID, "fetchml-staging-worker-sha-1a2b3c4-2": stray},
         "network": {"fetchml-staging-net": NET_ID},
         "volume": {"fetchml-staging-redis-data": "fetchml-staging-redis-data", "fetchml-staging-minio-data": "x"},
     }
@@ -89,8 +103,9 @@ def test_name_conflicts_name_the_foreign_object_and_the_fix() -> None:
     problems = host.name_conflicts(n, mine, found)
     assert len(problems) == 2
     worker, volume = problems
-    assert worker.startswith("container 'fetchml-staging-worker-2' (dddddddddddd) exists but stack 'staging' does not")
-    assert "`docker rm -f fetchml-staging-worker-2`" in worker
+    name = "fetchml-staging-worker-sha-1a2b3c4-2"
+    assert worker.startswith(f"container '{name}' (dddddddddddd) exists but stack 'staging' does not")
+    assert f"`docker rm -f {name}`" in worker
     assert "namePrefix" in worker and "--stack staging" in worker
     assert volume.startswith("volume 'fetchml-staging-minio-data' exists but stack 'staging' does not manage it")
     assert "`docker volume rm fetchml-staging-minio-data`" in volume
@@ -137,8 +152,11 @@ def test_listener_from_ss(address: str, port: int, expected: str | None) -> None
     assert host.listener(SS, address, port) == expected
 
 
-def app(role: str, image: str = "sha-1a2b3c4", running: bool = True, restarts: int = 0) -> AppContainer:
-    return AppContainer(f"fx-{role}", f"{role}-id", image, running, restarts=restarts)
+def app(role: str, image: str = "sha-1a2b3c4", running: bool = True, restarts: int = 0, tag: str = "") -> AppContainer:
+    """An app container as host.app_containers reads it: named for the image ``tag`` (``image`` by default)."""
+    tag = tag or image or "sha-0000000"
+    key = f"api-{tag}" if role == "api" else f"worker-{tag}-{role.rpartition('-')[2]}"
+    return AppContainer(f"fx-{key}", f"{key}-id", image, running, restarts=restarts, role=role, tag=tag)
 
 
 def apps(*containers: AppContainer) -> dict[str, AppContainer]:
@@ -149,17 +167,18 @@ def test_running_image_when_all_agree() -> None:
     running = apps(app("api"), app("worker-1"), app("worker-2"))
     assert host.running_image(running, 2) == "sha-1a2b3c4"
     assert host.running_image(running, 1) == "sha-1a2b3c4"  # an extra worker is not asked about
-    assert host.describe(running, 2) == "api sha-1a2b3c4 (running), worker-1 sha-1a2b3c4 (running), " + (
-        "worker-2 sha-1a2b3c4 (running)"
+    assert host.describe(running, 2, "sha-1a2b3c4") == (
+        "api sha-1a2b3c4 (running), worker-1 sha-1a2b3c4 (running), worker-2 sha-1a2b3c4 (running)"
     )
 
 
 def test_running_image_with_one_missing() -> None:
     partial = apps(app("api"), app("worker-1"))
     assert host.running_image(partial, 2) is None
-    assert host.describe(partial, 2).endswith("worker-2 missing")
+    assert host.describe(partial, 2, "sha-1a2b3c4").endswith("worker-2 sha-1a2b3c4 missing")
     assert host.running_image({}, 1) is None
-    assert host.describe({}, 1) == "api missing, worker-1 missing"
+    assert host.describe({}, 1, "sha-1a2b3c4") == "api sha-1a2b3c4 missing, worker-1 sha-1a2b3c4 missing"
+    assert host.describe({}, 1) == "no app containers"
 
 
 def test_running_image_with_one_stopped() -> None:
@@ -171,9 +190,28 @@ def test_running_image_with_one_stopped() -> None:
 def test_running_image_with_mixed_tags() -> None:
     mixed = apps(app("api", "sha-5d6e7f8"), app("worker-1"))
     assert host.running_image(mixed, 1) is None
-    assert host.describe(mixed, 1) == "api sha-5d6e7f8 (running), worker-1 sha-1a2b3c4 (running)"
-    unversioned = apps(app("api", ""), app("worker-1", ""))
+    assert host.describe(mixed, 1, "sha-1a2b3c4") == (
+        "worker-1 sha-1a2b3c4 (running), api sha-5d6e7f8 (running), api sha-1a2b3c4 missing"
+    )
+    unversioned = apps(app("api", "", tag="sha-1a2b3c4"), app("worker-1", "", tag="sha-1a2b3c4"))
     assert host.running_image(unversioned, 1) is None
+    # A container whose name and FETCHML_VERSION disagree runs something else than its name says.
+    lying = apps(app("api", "sha-5d6e7f8", tag="sha-1a2b3c4"), app("worker-1"))
+    assert host.running_image(lying, 1) is None
+
+
+def test_old_and_new_releases_side_by_side_the_proxy_says_which_runs() -> None:
+    """Mid-deploy (or after a failed gate) two releases are whole or half: the routed one is the running one."""
+    both = apps(app("api"), app("worker-1"), app("api", "sha-5d6e7f8"), app("worker-1", "sha-5d6e7f8"))
+    assert host.complete(both, 1) == ["sha-1a2b3c4", "sha-5d6e7f8"]
+    assert host.running_image(both, 1) is None  # two whole releases and nothing says which is routed
+    assert host.running_image(both, 1, "sha-5d6e7f8") == "sha-5d6e7f8"
+    failed = apps(app("api"), app("worker-1"), app("api", "sha-9c0ffee"))  # a failed gate: no new workers
+    assert host.running_image(failed, 1) == "sha-1a2b3c4"
+    assert host.running_image(failed, 1, "sha-9c0ffee") is None  # routed to a half release: not running
+    assert host.describe(failed, 1, "sha-1a2b3c4") == (
+        "api sha-1a2b3c4 (running), worker-1 sha-1a2b3c4 (running), api sha-9c0ffee (running)"
+    )
 
 
 def test_describe_lists_extra_workers_in_order() -> None:
@@ -192,25 +230,26 @@ def test_engine_problem_without_a_docker_client(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_images_other_than_what_the_chain_last_recorded() -> None:
-    mixed = apps(app("api", "sha-5d6e7f8"), app("worker-1"), AppContainer("fx-worker-2", "w2", "", True))
+    mixed = apps(app("api", "sha-5d6e7f8"), app("worker-1"), app("worker-2", "", tag="sha-1a2b3c4"))
     assert host.images_other_than(mixed, "sha-1a2b3c4") == ["sha-5d6e7f8"]
     assert host.images_other_than(mixed, None) == ["sha-1a2b3c4", "sha-5d6e7f8"]
+    assert host.images_other_than(mixed, "sha-1a2b3c4", "sha-5d6e7f8") == []
     assert host.images_other_than(apps(app("api")), "sha-1a2b3c4") == []
 
 
 def test_orphans_are_only_this_stacks_unrecorded_app_containers() -> None:
-    cut_off = AppContainer("fx-worker-1", "new", "sha-5d6e7f8", False, started=False)
-    managed = AppContainer("fx-api", "api-id", "sha-1a2b3c4", True)
-    strangers = AppContainer("fx-worker-2", "w2", "", True)  # someone's redis with a clashing name
+    cut_off = AppContainer("fx-worker-sha-5d6e7f8-1", "new", "sha-5d6e7f8", False, started=False)
+    managed = AppContainer("fx-api-sha-1a2b3c4", "api-id", "sha-1a2b3c4", True)
+    strangers = AppContainer("fx-worker-sha-5d6e7f8-2", "w2", "", True)  # someone's with a clashing name
     assert host.orphans(apps(cut_off, managed, strangers), {"api-id"}) == [cut_off]
 
 
 def test_a_container_that_never_started_ran_no_image() -> None:
-    never = AppContainer("fx-api", "new", "sha-5d6e7f8", False, started=False)
+    never = AppContainer("fx-api-sha-5d6e7f8", "new", "sha-5d6e7f8", False, started=False, tag="sha-5d6e7f8")
     assert host.images_other_than(apps(never, app("worker-1")), "sha-1a2b3c4") == []
 
 
 def test_a_container_that_keeps_exiting_is_named_crash_looping() -> None:
-    looping = apps(app("api", image="sha-dead001", running=False, restarts=7), app("worker-1"))
+    looping = apps(app("api", image="sha-dead001", running=False, restarts=7), app("worker-1", "sha-dead001"))
     assert host.running_image(looping, 1) is None
-    assert host.describe(looping, 1) == ("api sha-dead001 (crash-looping, 7 restarts), worker-1 sha-1a2b3c4 (running)")
+    assert host.describe(looping, 1) == "api sha-dead001 (crash-looping, 7 restarts), worker-1 sha-dead001 (running)"

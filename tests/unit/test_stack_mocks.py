@@ -14,8 +14,21 @@ import pytest
 from fetchml_infra.config import parse
 from fetchml_infra.stack import FetchML
 
-PERSISTENT = {"network", "redis-data", "minio-data", "redis-image", "minio-image", "redis", "minio", "minio-app-access"}
-APP = {"api-image", "worker-image", "api", "worker-1", "worker-2", "health-gate", "audit-entry"}
+PERSISTENT = {
+    *("network", "redis-data", "minio-data", "redis-image", "minio-image", "redis", "minio", "minio-app-access"),
+    *("proxy-image", "proxy"),
+}
+
+
+def app(image: str) -> set[str]:
+    """The app's resources for ``image``: its API and workers are named for it, so a new image is new ones."""
+    return {
+        *("api-image", "worker-image", "health-gate", "proxy-route", "audit-entry"),
+        *(f"api-{image}", f"worker-{image}-1", f"worker-{image}-2"),
+    }
+
+
+APP = app("sha-1a2b3c4")
 
 
 class Recorder(pulumi.runtime.Mocks):
@@ -96,8 +109,12 @@ def test_changing_the_image_changes_nothing_persistent(tmp_path: Path) -> None:
     after, _ = build(tmp_path, "sha-5d6e7f8")
     for name in PERSISTENT:
         assert before.inputs[name] == after.inputs[name], name
-    changed = {name for name in APP if before.inputs[name] != after.inputs[name]}
-    assert changed == APP
+    assert set(after.inputs) == PERSISTENT | app("sha-5d6e7f8") | {"fetchml"}
+    kept = APP & app("sha-5d6e7f8")  # the images, gate, route and record: updated in place
+    assert {name for name in kept if before.inputs[name] != after.inputs[name]} == kept
+    route = after.inputs["proxy-route"]
+    assert route["upstream"] == "fetchml-staging-api-sha-5d6e7f8:9101"
+    assert after.inputs["api-sha-5d6e7f8"]["name"] == "fetchml-staging-api-sha-5d6e7f8"
 
 
 def test_credentials_reach_containers_only_as_secret_files(tmp_path: Path) -> None:
@@ -119,10 +136,11 @@ def test_credentials_reach_containers_only_as_secret_files(tmp_path: Path) -> No
 
     check()
     assert seen == {"minio": True, "api": True, "access": True}
-    for name in ("minio", "api", "worker-1", "worker-2"):  # `docker inspect` shows envs to anyone on Docker
+    app_containers = ("api-sha-1a2b3c4", "worker-sha-1a2b3c4-1", "worker-sha-1a2b3c4-2")
+    for name in ("minio", *app_containers):  # `docker inspect` shows envs to anyone on Docker
         for value in ("fetchml-admin", "correct-horse-battery", "app-secret-key-for-mocks"):
             assert not mentions(mocks.inputs[name].get("envs"), value), (name, value)
-    uploads = mocks.inputs["api"]["uploads"]
+    uploads = mocks.inputs["api-sha-1a2b3c4"]["uploads"]
     uploads = uploads["value"] if isinstance(uploads, dict) else uploads  # a secret, as the mocks see it
     app_files = {u["file"]: u["content"] for u in uploads}
     assert app_files == {"/run/secrets/fetchml-minio": "fetchml-app\napp-secret-key-for-mocks\n"}  # not root's
@@ -132,13 +150,23 @@ def test_credentials_reach_containers_only_as_secret_files(tmp_path: Path) -> No
 def test_worker_replicas(tmp_path: Path, replicas: str) -> None:
     mocks, stack = build(tmp_path, "sha-1a2b3c4", workerReplicas=replicas)
     assert len(stack.app.workers) == int(replicas)
-    names = sorted(v["name"] for k, v in mocks.inputs.items() if re.fullmatch(r"worker-\d+", k))
-    assert names == [f"fetchml-staging-worker-{i}" for i in range(1, int(replicas) + 1)]
+    names = sorted(v["name"] for k, v in mocks.inputs.items() if re.fullmatch(r"worker-sha-1a2b3c4-\d+", k))
+    assert names == [f"fetchml-staging-worker-sha-1a2b3c4-{i}" for i in range(1, int(replicas) + 1)]
 
 
 def test_ports_are_published_on_the_bind_address_only(tmp_path: Path) -> None:
     mocks, _ = build(tmp_path, "sha-1a2b3c4")
-    for name in ("api", "redis", "minio"):
+    for name in ("redis", "minio"):
         [port] = mocks.inputs[name]["ports"]
         assert port["ip"] == "127.0.0.1", name
-    assert mocks.inputs["api"]["ports"][0]["internal"] == 9101
+    public, admin = mocks.inputs["proxy"]["ports"]
+    assert (public["ip"], public["internal"], public["external"]) == ("127.0.0.1", 8080, 9101)  # the API's port
+    assert (admin["ip"], admin["internal"], admin["external"]) == ("127.0.0.1", 2019, 2019)
+    # The API itself publishes nothing: only the proxy reaches it, and the gate checks it on the network.
+    assert not mocks.inputs["api-sha-1a2b3c4"].get("ports")
+
+
+def test_the_admin_api_stays_on_loopback_when_the_api_is_published(tmp_path: Path) -> None:
+    mocks, _ = build(tmp_path, "sha-1a2b3c4", bindAddress="0.0.0.0", allowPublicBind="true")
+    public, admin = mocks.inputs["proxy"]["ports"]
+    assert (public["ip"], admin["ip"]) == ("0.0.0.0", "127.0.0.1")

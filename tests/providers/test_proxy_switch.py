@@ -1,0 +1,109 @@
+"""The switch against a real Caddy (the binary scripts/images.sh builds for the proxy image), on loopback
+ports of its own, in front of two scripted backends: no request fails across switches, and a switch waits
+for the old backend's request in flight."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from fetchml_infra import offline, proxy
+from tests.conftest import images
+from tests.providers.scripted_server import Reply, Script, free_port, ok, serve
+
+
+def caddy_binary() -> Path:
+    version = images()["CADDY_VERSION"]
+    path = offline.cache_home(os.environ) / "toolchain" / f"caddy-{version}" / "caddy"
+    assert path.is_file(), f"{path} is built by scripts/bootstrap (scripts/images.sh --only=proxy)"
+    return path
+
+
+@pytest.fixture
+def caddy(tmp_path: Path) -> Iterator[tuple[proxy.Admin, str, dict[str, str]]]:
+    admin_port, port = free_port(), free_port()
+    where = {"listen": f"127.0.0.1:{port}", "admin": f"127.0.0.1:{admin_port}"}
+    env = {"HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "config"), "XDG_DATA_HOME": str(tmp_path)}
+    proc = subprocess.Popen(
+        [str(caddy_binary()), "run", "--resume"],
+        env={**env, "CADDY_ADMIN": f"127.0.0.1:{admin_port}"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    admin = proxy.Admin(f"http://127.0.0.1:{admin_port}")
+    try:
+        for _ in range(100):
+            try:
+                admin.loaded()
+                break
+            except proxy.ProxyError:
+                time.sleep(0.05)
+        yield admin, f"http://127.0.0.1:{port}/health", where
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def probe(url: str, stop: threading.Event, seen: list[str]) -> None:
+    while not stop.is_set():
+        try:
+            r = httpx.get(url, timeout=5)
+            seen.append(r.json()["version"] if r.status_code == 200 else f"HTTP {r.status_code}")
+        except httpx.HTTPError as exc:
+            seen.append(f"error {exc}")
+        time.sleep(0.01)
+
+
+def test_switches_lose_no_request_and_read_back(caddy: tuple[proxy.Admin, str, dict[str, str]]) -> None:
+    admin, url, where = caddy
+    with serve(Script(ok("sha-1a2b3c4"))) as blue, serve(Script(ok("sha-5d6e7f8"))) as green:
+        dials = [u.removeprefix("http://").split("/")[0] for u in (blue, green)]
+        proxy.switch(admin, dials[0], "/health", 5, **where)
+        stop, seen = threading.Event(), []
+        prober = threading.Thread(target=probe, args=(url, stop, seen))
+        prober.start()
+        for i in range(6):
+            time.sleep(0.2)
+            done = proxy.switch(admin, dials[(i + 1) % 2], "/health", 5, **where)
+            assert done["previous"] == dials[i % 2]
+        time.sleep(0.2)
+        stop.set()
+        prober.join()
+    assert proxy.routed_upstream(admin.loaded()) == dials[0]
+    failed = [s for s in seen if not s.startswith("sha-")]
+    assert len(seen) > 50 and failed == []
+    assert {"sha-1a2b3c4", "sha-5d6e7f8"} <= set(seen)
+
+
+def test_a_switch_waits_for_the_old_backends_request_in_flight(
+    caddy: tuple[proxy.Admin, str, dict[str, str]],
+) -> None:
+    admin, url, where = caddy
+    slow = Script(Reply(200, '{"status": "ok", "version": "sha-1a2b3c4"}', delay=2.0))
+    with serve(slow) as blue, serve(Script(ok("sha-5d6e7f8"))) as green:
+        old, new = (u.removeprefix("http://").split("/")[0] for u in (blue, green))
+        proxy.switch(admin, old, "/health", 5, **where)
+        answers: list[str] = []
+        started = time.monotonic()
+        request = threading.Thread(target=lambda: answers.append(httpx.get(url, timeout=10).json()["version"]))
+        request.start()
+        time.sleep(0.5)  # the slow request is in flight to the old backend
+        done = proxy.switch(admin, new, "/health", 5, **where)
+        request.join()
+        assert answers == ["sha-1a2b3c4"]  # it finished on the old backend, not cut off
+        assert done["left_in_flight"] == 0 and done["drained_seconds"] >= 1.0
+        assert time.monotonic() - started >= 2.0
+        assert httpx.get(url, timeout=5).json()["version"] == "sha-5d6e7f8"
+
+
+def test_an_unreachable_admin_api_is_a_proxy_error_that_names_it() -> None:
+    port = free_port()
+    with pytest.raises(proxy.ProxyError, match=f"admin API at http://127.0.0.1:{port} did not answer"):
+        proxy.Admin(f"http://127.0.0.1:{port}", timeout=1).loaded()

@@ -1,0 +1,43 @@
+"""The front proxy's pure core: the Caddy config a switch loads, and reading back where it routes."""
+
+from __future__ import annotations
+
+import json
+
+from fetchml_infra import proxy
+from fetchml_infra.offline import REPO_ROOT
+
+
+def test_upstream_and_image_are_inverse() -> None:
+    dial = proxy.upstream("fetchml-staging", "sha-1a2b3c4", 9101)
+    assert dial == "fetchml-staging-api-sha-1a2b3c4:9101"
+    assert proxy.image_of("fetchml-staging", dial) == "sha-1a2b3c4"
+    assert proxy.image_of("fetchml-prod", dial) is None  # another stack's upstream is not this one's image
+    assert proxy.image_of("fetchml-staging", "fetchml-staging-api-:9101") is None
+    assert proxy.image_of("fetchml-staging", None) is None
+
+
+def test_the_config_routes_everything_to_one_upstream_with_active_checks() -> None:
+    loaded = proxy.config("fx-api-sha-5d6e7f8:9101", "/health")
+    assert proxy.routed_upstream(loaded) == "fx-api-sha-5d6e7f8:9101"
+    server = loaded["apps"]["http"]["servers"][proxy.SERVER]
+    assert server["listen"] == [":8080"] and server["automatic_https"] == {"disable": True}
+    [handler] = server["routes"][0]["handle"]
+    assert handler["health_checks"]["active"]["uri"] == "/health"
+    assert loaded["admin"] == {"listen": "0.0.0.0:2019"}  # inside the container; published on loopback only
+    assert loaded["apps"]["http"]["grace_period"] == proxy.GRACE
+
+
+def test_the_images_initial_config_routes_nothing() -> None:
+    initial = json.loads((REPO_ROOT / "images" / "proxy" / "initial.json").read_text())
+    assert proxy.routed_upstream(initial) is None
+    assert proxy.routed_upstream({}) is None
+    # The switch replaces the whole config, so the initial one must agree on what stays.
+    assert initial["admin"] == proxy.config("x:1", "/h")["admin"]
+    assert initial["apps"]["http"]["servers"][proxy.SERVER]["listen"] == [":8080"]
+
+
+def test_the_admin_api_is_on_loopback_whatever_the_bind_address() -> None:
+    assert proxy.admin_url("127.0.0.1", 2019) == "http://127.0.0.1:2019"
+    assert proxy.admin_url("0.0.0.0", 2019) == "http://127.0.0.1:2019"
+    assert proxy.admin_url("::1", 2020) == "http://[::1]:2020"
