@@ -219,6 +219,9 @@ def preview(stack: Stack) -> review.Review:
     log = stack.audit_log(cfg)
     verdict = audit.verify(log)
     passed = history.last_passed_to(audit.entries(log), cfg.stack, cfg.image) if verdict.ok else None
+    routed = str(stack.outputs().get("routed") or "").rpartition(":")[0]
+    to = proxy.upstream(cfg.name_prefix, cfg.image, cfg.health_port).rpartition(":")[0]
+    switch = (routed, to) if any(s.name == "proxy-route" for s in steps) and routed != to else None
     return review.Review(
         stack=stack.name,
         from_image=deployed,
@@ -236,4 +239,5 @@ def preview(stack: Stack) -> review.Review:
         auto_rollback=cfg.auto_rollback,
         reason=cfg.deploy_reason,
         target_passed_at=passed.time if passed else None,
+        switch=switch,
     )

@@ -50,6 +50,7 @@ class Review:
     auto_rollback: bool = False
     reason: str = ""
     target_passed_at: str | None = None  # when to_image last passed its gate on this stack
+    switch: tuple[str, str] | None = None  # the proxy's switch (from container, to container), if planned
 
     def replaced(self, type_: str | None = None) -> list[str]:
         return sorted({s.name for s in self.steps if s.op in REPLACING and (type_ is None or s.type == type_)})
@@ -57,11 +58,11 @@ class Review:
     def updated(self) -> list[str]:
         return sorted({s.name for s in self.steps if s.op == "update"})
 
-    def created(self) -> list[str]:
-        return sorted({s.name for s in self.steps if s.op == "create"})
+    def created(self, type_: str | None = None) -> list[str]:
+        return sorted({s.name for s in self.steps if s.op == "create" and (type_ is None or s.type == type_)})
 
-    def deleted(self) -> list[str]:
-        return sorted({s.name for s in self.steps if s.op == "delete"})
+    def deleted(self, type_: str | None = None) -> list[str]:
+        return sorted({s.name for s in self.steps if s.op == "delete" and (type_ is None or s.type == type_)})
 
     def touched_protected(self) -> list[str]:
         """Protected resources that the plan would replace, delete, or unprotect."""
@@ -130,16 +131,27 @@ def render(review: Review, markdown: bool = False) -> str:
     if r.action != "none" and r.environment:
         when = f"last passed its health gate here at {r.target_passed_at}" if r.target_passed_at else None
         lines.append(f"- {r.to_image} {when or 'has never passed its health gate here'}")
+    if r.switch:
+        old, new = r.switch
+        lines.append(
+            f"- proxy switch: {old or 'nothing routed'} -> {new}, only once {new} passes its health gate "
+            "(the proxy container itself is not replaced)"
+        )
+    lines.append(f"- containers to start: {', '.join(r.created(CONTAINER)) or 'none'}")
+    lines.append(
+        f"- containers to remove{' after the switch' if r.switch else ''}: {', '.join(r.deleted(CONTAINER)) or 'none'}"
+    )
     replaced_containers = r.replaced(CONTAINER)
-    lines.append(f"- containers to replace: {', '.join(replaced_containers) or 'none'}")
+    if replaced_containers:
+        lines.append(f"- containers to replace: {', '.join(replaced_containers)}")
     others = [n for n in r.replaced() if n not in replaced_containers]
     if others:
         lines.append(f"- other resources to replace: {', '.join(others)}")
     lines.append(f"- resources to update: {', '.join(r.updated()) or 'none'}")
-    if r.created():
-        lines.append(f"- resources to create: {', '.join(r.created())}")
-    if r.deleted():
-        lines.append(f"- resources to delete: {', '.join(r.deleted())}")
+    if set(r.created()) - set(r.created(CONTAINER)):
+        lines.append(f"- resources to create: {', '.join(n for n in r.created() if n not in r.created(CONTAINER))}")
+    if set(r.deleted()) - set(r.deleted(CONTAINER)):
+        lines.append(f"- resources to delete: {', '.join(n for n in r.deleted() if n not in r.deleted(CONTAINER))}")
     touched = r.touched_protected()
     if touched:
         warning = f"WARNING: protected resources would be replaced, deleted or unprotected: {', '.join(touched)}"

@@ -17,6 +17,7 @@ program). A release that fails its gate is never routed and never gets workers.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -264,7 +265,7 @@ def _host(cfg: StackConfig) -> str:
     return cfg.health_url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)[0]
 
 
-def _direct_url(cfg: StackConfig, nets: list[Any] | None) -> str:
+def _direct_url(cfg: StackConfig, nets: Sequence[Any] | None) -> str:
     """The health URL of a container at its address on the stack network (empty before it has one)."""
     address = nets[0].ip_address if nets else None
     return f"http://{address}:{cfg.health_port}{cfg.health_path}" if address else ""

@@ -35,7 +35,7 @@ def test_preview_tells_deploy_rollback_noop_and_protected_changes(project: Proje
     text = preview(p)
     assert text.startswith("<!-- fetchml-infra-preview -->")
     assert f"**No change of image**: stays on {A}." in text
-    assert "- containers to replace: none" in text
+    assert "- containers to start: none" in text and "proxy switch" not in text
     assert "- no protected resource is replaced, deleted or unprotected (audit-entry, minio-data, redis-data)" in text
     typo = p.stack_name[:-1] + ("x" if p.stack_name[-1] != "x" else "y")
     refused = p.cli("preview", "--stack", typo, on_stack=False)
@@ -46,8 +46,11 @@ def test_preview_tells_deploy_rollback_noop_and_protected_changes(project: Proje
     p.stack.set_config("fetchml:image", auto.ConfigValue(B))
     text = preview(p)
     assert f"**Deploy**: {A} -> {B}" in text
-    assert "- containers to replace: api, worker-1" in text
-    assert "- resources to update: audit-entry, health-gate" in text
+    pre = p.prefix
+    assert f"- proxy switch: {pre}-api-{A} -> {pre}-api-{B}, only once {pre}-api-{B} passes its health gate" in text
+    assert f"- containers to start: api-{B}, worker-{B}-1" in text
+    assert f"- containers to remove after the switch: api-{A}, worker-{A}-1" in text
+    assert "- resources to update: audit-entry, health-gate, proxy-route" in text
     assert f"- image ghcr.io/jfraeysd/fetchml-api:{B}: present locally" in text
     assert "- no protected resource is replaced, deleted or unprotected" in text
     assert f"- {B} has never passed its health gate here" in text

@@ -66,7 +66,7 @@ def test_switches_lose_no_request_and_read_back(caddy: tuple[proxy.Admin, str, d
     with serve(Script(ok("sha-1a2b3c4"))) as blue, serve(Script(ok("sha-5d6e7f8"))) as green:
         dials = [u.removeprefix("http://").split("/")[0] for u in (blue, green)]
         proxy.switch(admin, dials[0], "/health", 5, **where)
-        stop, seen = threading.Event(), []
+        stop, seen = threading.Event(), list[str]()
         prober = threading.Thread(target=probe, args=(url, stop, seen))
         prober.start()
         for i in range(6):

@@ -25,20 +25,29 @@ def review(steps: list[Step], action: str = "rollback", **extra: object) -> Revi
 
 
 APP_CHANGE = [
-    Step("replace", "api", CONTAINER, False),
-    Step("create-replacement", "api", CONTAINER, False),
-    Step("replace", "worker-1", CONTAINER, False),
+    Step("create", "api-sha-1a2b3c4", CONTAINER, False),
+    Step("create", "worker-sha-1a2b3c4-1", CONTAINER, False),
+    Step("delete", "api-sha-5d6e7f8", CONTAINER, False),
+    Step("delete", "worker-sha-5d6e7f8-1", CONTAINER, False),
+    Step("update", "proxy-route", "pulumi-python:dynamic/fetchml:Route", False),
     Step("update", "health-gate", "pulumi-python:dynamic/fetchml:HealthGate", False),
     Step("update", "audit-entry", "pulumi-python:dynamic/fetchml:AuditEntry", True),
 ]
 
 
 def test_a_rollback_names_the_move_the_replacements_and_that_nothing_protected_moves() -> None:
-    text = render(review(APP_CHANGE), markdown=True)
+    switch = ("fx-api-sha-5d6e7f8", "fx-api-sha-1a2b3c4")
+    text = render(review(APP_CHANGE, switch=switch), markdown=True)
     assert text.startswith(MARKER)
     assert "**Rollback**: sha-5d6e7f8 -> sha-1a2b3c4" in text
-    assert "- containers to replace: api, worker-1" in text
-    assert "- resources to update: audit-entry, health-gate" in text
+    assert (
+        "- proxy switch: fx-api-sha-5d6e7f8 -> fx-api-sha-1a2b3c4, only once fx-api-sha-1a2b3c4 passes its "
+        "health gate (the proxy container itself is not replaced)"
+    ) in text
+    assert "- containers to start: api-sha-1a2b3c4, worker-sha-1a2b3c4-1" in text
+    assert "- containers to remove after the switch: api-sha-5d6e7f8, worker-sha-5d6e7f8-1" in text
+    assert "containers to replace" not in text
+    assert "- resources to update: audit-entry, health-gate, proxy-route" in text
     assert "- no protected resource is replaced, deleted or unprotected (audit-entry, minio-data, redis-data)" in text
     assert "- image ghcr.io/jfraeysd/fetchml-api:sha-1a2b3c4: present locally" in text
     assert "- audit chain intact: 7 entries, head abababababababab" in text
@@ -59,7 +68,8 @@ def test_plain_text_for_the_terminal_and_the_no_op_case() -> None:
     text = render(review([], action="none"))
     assert not text.startswith(MARKER)
     assert text.splitlines()[0] == "No change of image: stays on sha-5d6e7f8."
-    assert "- containers to replace: none" in text
+    assert "- containers to start: none" in text and "- containers to remove: none" in text
+    assert "proxy switch" not in text
     missing = render(review([], images_present={"x:sha-1": False}, audit_ok=False))
     assert "- image x:sha-1: NOT present locally; it must be pulled" in missing
     assert "- audit chain BROKEN (run `fetchml-infra audit verify`)" in missing
