@@ -29,7 +29,7 @@ ENGINE_LOG = REPO_ROOT / ".state" / "demo-engine.log"
 VERBOSE = "--verbose" in sys.argv[1:]  # stream Pulumi's own output instead of keeping it in ENGINE_LOG
 STACK = "demo"
 A, B, C = "sha-1a2b3c4", "sha-5d6e7f8", "sha-9c0ffee"
-PORTS = {"apiHostPort": "9121", "redisHostPort": "6399", "minioHostPort": "9020"}
+PORTS = {"apiHostPort": "9121", "redisHostPort": "6399", "minioHostPort": "9020", "proxyAdminPort": "2039"}
 ENV = offline.apply()
 if not VERBOSE:
     ENV["FETCHML_ENGINE_LOG"] = str(ENGINE_LOG)

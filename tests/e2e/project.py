@@ -44,6 +44,13 @@ class Project:
     def prefix(self) -> str:
         return f"fetchml-{self.stack_name}"  # the program's default namePrefix
 
+    def api(self, image: str) -> str:
+        """The container name of ``image``'s API (one per image, behind the stack's proxy)."""
+        return f"{self.prefix}-api-{image}"
+
+    def worker(self, image: str, n: int = 1) -> str:
+        return f"{self.prefix}-worker-{image}-{n}"
+
     @property
     def audit_log(self) -> Path:
         return self.root / ".state" / "audit" / f"{self.stack_name}.audit.log"

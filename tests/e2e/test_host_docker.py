@@ -72,21 +72,22 @@ def test_foreign_names_are_conflicts_and_managed_ones_are_not(made: Made) -> Non
     assert host.existing(needs) == {"container": {}, "network": {}, "volume": {}}
     assert host.name_conflicts(needs, {}, host.existing(needs)) == []
 
-    worker = made.container(f"{p}-worker-2")
-    made.container(f"{p}-worker-2x")  # a similar name is not a needed one
+    w2 = f"{p}-worker-{TAG}-2"
+    worker = made.container(w2)
+    made.container(f"{w2}x")  # a similar name is not a needed one
     net = made.docker("network", f"{p}-net")
     made.docker("volume", f"{p}-redis-data")
     found = host.existing(needs)
     assert found == {
-        "container": {f"{p}-worker-2": worker},
+        "container": {w2: worker},
         "network": {f"{p}-net": net},
         "volume": {f"{p}-redis-data": f"{p}-redis-data"},
     }
 
     problems = host.name_conflicts(needs, {}, found)
     assert len(problems) == 3, problems
-    assert problems[0].startswith(f"container '{p}-worker-2' ({worker[:12]}) exists but stack 'hosttest' does not")
-    assert f"`docker rm -f {p}-worker-2`" in problems[0]
+    assert problems[0].startswith(f"container '{w2}' ({worker[:12]}) exists but stack 'hosttest' does not")
+    assert f"`docker rm -f {w2}`" in problems[0]
     assert problems[1].startswith(f"network '{p}-net' ({net[:12]}) exists")
     assert problems[2].startswith(f"volume '{p}-redis-data' exists")
 
@@ -110,37 +111,42 @@ def test_a_port_held_by_a_process_names_it(made: Made) -> None:
 def test_a_port_published_by_a_container_is_fine_only_when_managed(made: Made) -> None:
     needs = host.needs(parse("hosttest", good(namePrefix=made.prefix), SECRETS))
     port = free_port()
-    cid = made.container(f"{made.prefix}-api", "-p", f"127.0.0.1:{port}:6379")
+    cid = made.container(f"{made.prefix}-proxy", "-p", f"127.0.0.1:{port}:6379")
     assert host.port_conflicts(only_port(needs, port), {cid}) == []
     [problem] = host.port_conflicts(only_port(needs, port), set())
     assert problem.startswith(
-        f"127.0.0.1:{port} (apiHostPort) is in use by container '{made.prefix}-api' ({cid[:12]}), "
+        f"127.0.0.1:{port} (apiHostPort) is in use by container '{made.prefix}-proxy' ({cid[:12]}), "
         "which stack 'hosttest' does not manage"
     )
 
 
 def test_app_containers_are_found_by_exact_name(made: Made) -> None:
-    p, version = made.prefix, f"FETCHML_VERSION={TAG}"
-    api = made.container(f"{p}-api", "-e", version)
-    worker = made.container(f"{p}-worker-1", "-e", version)
-    stopped = made.container(f"{p}-worker-2", "-e", version)
-    subprocess.run(["docker", "stop", "-t", "1", f"{p}-worker-2"], check=True, capture_output=True)
+    p, version, old = made.prefix, f"FETCHML_VERSION={TAG}", "sha-5d6e7f8"
+    api = made.container(f"{p}-api-{TAG}", "-e", version)
+    worker = made.container(f"{p}-worker-{TAG}-1", "-e", version)
+    stopped = made.container(f"{p}-worker-{TAG}-2", "-e", version)
+    subprocess.run(["docker", "stop", "-t", "1", f"{p}-worker-{TAG}-2"], check=True, capture_output=True)
+    before = made.container(f"{p}-api-{old}", "-e", f"FETCHML_VERSION={old}")  # the release it replaces
     made.container(f"{p}-redis", "-e", version)  # not an app container
-    made.container(f"{p}-x-api", "-e", version)  # another prefix's
-    made.container(f"{p}-worker-3")  # no FETCHML_VERSION
+    made.container(f"{p}-x-api-{TAG}", "-e", version)  # another prefix's
+    made.container(f"{p}-api", "-e", version)  # not named for an image
+    made.container(f"{p}-worker-{TAG}-3")  # no FETCHML_VERSION
 
     apps = host.app_containers(p)
     assert apps == {
-        "api": AppContainer(f"{p}-api", api, TAG, True),
-        "worker-1": AppContainer(f"{p}-worker-1", worker, TAG, True),
-        "worker-2": AppContainer(f"{p}-worker-2", stopped, TAG, False),
-        "worker-3": AppContainer(f"{p}-worker-3", apps["worker-3"].id, "", True),
+        f"api-{TAG}": AppContainer(f"{p}-api-{TAG}", api, TAG, True, role="api", tag=TAG),
+        f"api-{old}": AppContainer(f"{p}-api-{old}", before, old, True, role="api", tag=old),
+        f"worker-{TAG}-1": AppContainer(f"{p}-worker-{TAG}-1", worker, TAG, True, role="worker-1", tag=TAG),
+        f"worker-{TAG}-2": AppContainer(f"{p}-worker-{TAG}-2", stopped, TAG, False, role="worker-2", tag=TAG),
+        f"worker-{TAG}-3": AppContainer(
+            f"{p}-worker-{TAG}-3", apps[f"worker-{TAG}-3"].id, "", True, role="worker-3", tag=TAG
+        ),
     }
     assert host.running_image(apps, 1) == TAG
     assert host.running_image(apps, 2) is None
-    assert host.describe(apps, 2) == (
+    assert host.describe(apps, 2, TAG) == (
         f"api {TAG} (running), worker-1 {TAG} (running), worker-2 {TAG} (stopped), "
-        "worker-3 without FETCHML_VERSION (running, extra)"
+        f"worker-3 without FETCHML_VERSION (running, extra), api {old} (running)"
     )
     assert host.app_containers(f"{p}-none") == {}
 

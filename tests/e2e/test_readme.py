@@ -55,6 +55,7 @@ def checkout(tmp_path: Path) -> Iterator[tuple[Path, str]]:
             "fetchml:apiHostPort": str(free_port()),
             "fetchml:redisHostPort": str(free_port()),
             "fetchml:minioHostPort": str(free_port()),
+            "fetchml:proxyAdminPort": str(free_port()),
             "fetchml:workerReplicas": "1",
         }
     )
@@ -62,8 +63,7 @@ def checkout(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     try:
         yield root, prefix
     finally:
-        names = [f"{prefix}-{n}" for n in ("api", "redis", "minio", "worker-1")]
-        dockerhost.remove("container", *names)
+        dockerhost.remove("container", *dockerhost.containers_named(f"{prefix}-"))
         dockerhost.remove("volume", f"{prefix}-redis-data", f"{prefix}-minio-data")
         dockerhost.remove("network", f"{prefix}-net")
 
@@ -95,7 +95,7 @@ def test_the_readme_runs_as_written_on_a_fresh_stack(checkout: tuple[Path, str])
     assert "note: stack 'staging' keeps its secrets under the development passphrase" in shown
     assert "ok: .state/audit/staging.audit.log: 4 entries, head " in shown
     # What destroy says it did: the app is gone, the data volumes stay.
-    assert dockerhost.inspect("container", f"{prefix}-api") is None
+    assert dockerhost.containers_named(f"{prefix}-api") == []
     assert dockerhost.inspect("volume", f"{prefix}-redis-data") is not None
     assert dockerhost.inspect("volume", f"{prefix}-minio-data") is not None
     # The stack lived in the copy's own backend (destroy removed it from there), not in the checkout's.

@@ -41,7 +41,7 @@ def private_file(tmp_path: Path, name: str, text: str) -> Path:
 
 
 def app_containers(p: Project) -> list[str]:
-    return [f"{p.prefix}-api", f"{p.prefix}-worker-1"]
+    return dockerhost.containers_named(f"{p.prefix}-api-") + dockerhost.containers_named(f"{p.prefix}-worker-")
 
 
 def test_a_prod_stack_under_the_development_passphrase_is_refused_by_the_cli_and_by_plain_pulumi_up(
@@ -76,6 +76,7 @@ def prod(tmp_path: Path) -> Iterator[tuple[Project, Path]]:
             "fetchml:apiHostPort": str(p.ports["api"]),
             "fetchml:redisHostPort": str(p.ports["redis"]),
             "fetchml:minioHostPort": str(p.ports["minio"]),
+            "fetchml:proxyAdminPort": str(p.ports["admin"]),
             "fetchml:workerReplicas": "1",
             "fetchml:healthTimeoutSeconds": "15",
         }

@@ -46,19 +46,23 @@ def test_image_change_replaces_only_the_app(project: Project) -> None:
     assert mc.bucket_exists("artifacts")  # the stack made it, for the app's own key (app_access)
     mc.put_object("artifacts", "run-1/model.bin", io.BytesIO(b"weights" * 100), 700)
     identities, volumes = project.data_identities(), project.volumes()
-    api_before = dockerhost.identity(f"{project.prefix}-api")
+    proxy = dockerhost.identity(f"{project.prefix}-proxy")
 
     project.stack.set_config("fetchml:image", auto.ConfigValue(B))
     planned = replaced_in_preview(project)
     replaced = {name for name, op in planned.items() if op in ("replace", "create-replacement", "delete-replaced")}
-    assert replaced == {"api", "worker-1", "api-image", "worker-image"}
-    assert set(planned) - replaced == {"health-gate", "audit-entry"}  # both updated, neither replaced
+    assert replaced == {"api-image", "worker-image"}  # the image references; no container is replaced
+    assert {n for n, op in planned.items() if op == "create"} == {f"api-{B}", f"worker-{B}-1"}
+    assert {n for n, op in planned.items() if op == "delete"} == {f"api-{A}", f"worker-{A}-1"}
+    assert {n for n, op in planned.items() if op == "update"} == {"health-gate", "proxy-route", "audit-entry"}
 
     second = project.stack.up(color="never")
     assert second.summary.result == "succeeded"
     assert second.outputs["image"].value == B
-    assert dockerhost.identity(f"{project.prefix}-api") != api_before
-    assert dockerhost.container(f"{project.prefix}-api")["Config"]["Image"].startswith("sha256:")
+    assert second.outputs["routed"].value == f"{project.api(B)}:9101"
+    assert dockerhost.inspect("container", project.api(A)) is None
+    assert dockerhost.container(project.api(B))["Config"]["Image"].startswith("sha256:")
+    assert dockerhost.identity(f"{project.prefix}-proxy") == proxy  # the proxy was only reconfigured
     assert project.data_identities() == identities  # Redis and MinIO neither replaced nor restarted
     assert project.volumes() == volumes
     assert project.redis().get("fetchml:e2e:key") == b"kept"

@@ -21,12 +21,12 @@ def test_destroy_keeps_the_data_unless_confirmed_and_records_the_move(tmp_path: 
     try:
         assert p.cli("deploy", "--image", A).returncode == 0
         p.redis().set("fetchml:e2e:kept", "yes")
-        api = dockerhost.identity(f"{p.prefix}-api")
+        api = dockerhost.identity(p.api(A))
 
         refused = [p.cli("destroy", "--reason", " "), p.cli("destroy", "--reason", "x", "--delete-data")]
         assert [r.returncode for r in refused] == [2, 2]
         assert "not confirmed (pass --confirm-stack" in " ".join(refused[1].stderr.split())
-        assert dockerhost.identity(f"{p.prefix}-api") == api and len(p.chain()) == 1
+        assert dockerhost.identity(p.api(A)) == api and len(p.chain()) == 1
 
         done = p.cli("destroy", "--reason", "end of the trial")
         assert done.returncode == 0, done.stdout + done.stderr
@@ -35,7 +35,7 @@ def test_destroy_keeps_the_data_unless_confirmed_and_records_the_move(tmp_path: 
             f"kept the data volumes (the queue and the artifacts); delete them with `docker volume rm {kept_names}`"
             in (done.stdout)
         )
-        assert dockerhost.inspect("container", f"{p.prefix}-api") is None
+        assert dockerhost.containers_named(f"{p.prefix}-") == []  # the proxy goes too
         assert all(dockerhost.inspect("volume", v) for v in volumes)
         last = p.chain()[-1]
         assert (last.action, last.outcome, last.from_image, last.to_image) == ("destroy", "success", A, "none")
@@ -55,7 +55,6 @@ def test_destroy_keeps_the_data_unless_confirmed_and_records_the_move(tmp_path: 
         assert not any(dockerhost.inspect("volume", v) for v in volumes)
         assert p.chain()[-1].to_image == "none" and p.chain()[-1].reason == "for good"
     finally:
-        names = [f"{p.prefix}-{n}" for n in ("api", "redis", "minio", "worker-1")]
-        dockerhost.remove("container", *names)
+        dockerhost.remove("container", *dockerhost.containers_named(f"{p.prefix}-"))
         dockerhost.remove("volume", *volumes)
         dockerhost.remove("network", f"{p.prefix}-net")

@@ -76,7 +76,7 @@ def test_a_worker_killed_mid_job_leaves_a_stuck_job_that_requeue_stuck_puts_back
         ok(p.cli("deploy", "--image", A, "--reason", "first"))
         queue_jobs(p, ["job-k"])
         until("the job in flight", lambda: in_flight(p, "job-k"))
-        worker = f"{p.prefix}-worker-1"
+        worker = p.worker(A)
         subprocess.run(["docker", "kill", "--signal", "KILL", worker], check=True, capture_output=True)
         subprocess.run(["docker", "start", worker], check=True, capture_output=True)  # whatever Docker did
         until("the heartbeat to expire", lambda: not p.redis().exists("fetchml:heartbeat:job-k"), timeout=15)

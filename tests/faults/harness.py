@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from tests import dockerhost
 from tests.e2e.project import Project
 
 DOCKER_SOCKET = "/var/run/docker.sock"
@@ -37,8 +38,8 @@ def container_id(name: str) -> str | None:
 
 def ran(p: Project, image: str) -> bool:
     """Has any app container of the stack started with ``image`` (a created-but-never-started one ran nothing)?"""
-    for name in ("api", "worker-1"):
-        found = docker_api(f"/containers/{p.prefix}-{name}/json")
+    for name in (p.api(image), p.worker(image)):
+        found = docker_api(f"/containers/{name}/json")
         if found is None:
             continue
         started = not str(found["State"].get("StartedAt", "0001-")).startswith("0001-")
@@ -117,9 +118,9 @@ def until_engine_locked(p: Project) -> None:
     wait_for(lambda: any(locks.rglob("*.json")), 60, "the engine to take the stack's lock", step=0.01)
 
 
-def until_old_api_gone(p: Project, old: dict[str, str | None], step: float = 0.005) -> None:
-    """Wait for the moment between the API's delete and its create (or just after the create)."""
-    wait_for(lambda: container_id(f"{p.prefix}-api") != old["api"], 120, "the old API to go", step=step)
+def until_routed(p: Project, image: str) -> None:
+    """Wait for the moment the proxy sends requests to ``image``'s API (before the old one is deleted)."""
+    wait_for(lambda: serving(p) == image, 120, f"the proxy to route {image}", step=0.02)
 
 
 def freeze(pid: int) -> None:
@@ -162,7 +163,9 @@ def wait_serving(p: Project, version: str, timeout: float = 30) -> None:
 
 
 def app_ids(p: Project) -> dict[str, str | None]:
-    return {n: container_id(f"{p.prefix}-{n}") for n in ("api", "worker-1")}
+    """Name -> id of every app container of the stack (one API and its workers per image)."""
+    names = [*dockerhost.containers_named(f"{p.prefix}-api-"), *dockerhost.containers_named(f"{p.prefix}-worker-")]
+    return {n: container_id(n) for n in sorted(names)}
 
 
 def moves(p: Project) -> list[tuple[str, str, str, str]]:

@@ -69,7 +69,7 @@ def test_two_operators_at_once(staging: Project) -> None:
 
 def test_a_name_the_stack_needs_is_taken(staging: Project) -> None:
     p = staging
-    stray = f"{p.prefix}-worker-2"
+    stray = p.worker(B, 2)
     subprocess.run(["docker", "run", "-d", "--name", stray, "fetchml-infra/redis:7.0"], check=True, capture_output=True)
     try:
         before, chain = h.app_ids(p), h.moves(p)
@@ -120,20 +120,22 @@ def test_an_unwritable_audit_log_stops_the_deploy_before_anything_changes(stagin
     assert p.outputs()["image"] == B and p.outputs()["audit_length"] == 2
 
 
-@pytest.mark.parametrize("point", ["before-first-replace", "between-delete-and-create", "during-gate"])
+@pytest.mark.parametrize("point", ["before-first-create", "new-api-started", "after-switch"])
 def test_engine_killed(staging: Project, point: str) -> None:
     p = staging
-    cli, engine, old = h.deploy_in_background(p, B, "--reason", "release")
-    if point == "before-first-replace":
-        h.until_engine_locked(p)  # begun, and the app containers are replaced seconds later
-    elif point == "between-delete-and-create":
-        h.until_old_api_gone(p, old)
+    cli, engine, _ = h.deploy_in_background(p, B, "--reason", "release")
+    if point == "before-first-create":
+        h.until_engine_locked(p)  # begun, and the new API is created seconds later
+    elif point == "new-api-started":
+        h.wait_for(lambda: h.ran(p, B), 120, "the new API to start")
     else:
-        h.wait_for(lambda: (h.container_id(f"{p.prefix}-api") or old["api"]) != old["api"], 120, "the new API")
+        h.until_routed(p, B)
     h.freeze(engine)
     b_ran = h.ran(p, B)
     h.kill_frozen_engine(engine)
     out = ok(h.finish(cli), code=4)
+    # Until the switch the old release serves: a killed deploy does not take the API away.
+    assert h.serving(p) == (B if point == "after-switch" else A)
 
     assert "killed" in out and f"fetchml-infra recover --stack {p.stack_name}" in out
     assert h.denied(p) == []
@@ -161,8 +163,8 @@ def test_engine_killed(staging: Project, point: str) -> None:
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_operator_interrupts_the_cli(staging: Project, sig: signal.Signals) -> None:
     p = staging
-    cli, engine, old = h.deploy_in_background(p, B)
-    h.until_old_api_gone(p, old)
+    cli, engine, _ = h.deploy_in_background(p, B)
+    h.wait_for(lambda: h.ran(p, B), 120, "the new API to start")
     cli.send_signal(sig)
     out = ok(h.finish(cli), code=4)
     assert "cancelled" in out and "fetchml-infra recover" in out
@@ -210,26 +212,21 @@ def test_plain_pulumi_up_holds_the_stack(staging: Project) -> None:
     ok(p.cli("rollback", "--to", A, "--reason", "after"))
 
 
-def test_api_port_taken_while_the_old_api_is_gone(staging: Project) -> None:
-    """The port is free at preflight and taken between the delete and the create: the release never ran."""
+def test_the_proxy_is_down_at_the_switch(staging: Project) -> None:
+    """The proxy stops between the new API's start and the switch: the switch fails as the infrastructure's
+    fault (B is not denied), and once the proxy runs again it serves A, which it never stopped routing."""
     p = staging
-    cli, engine, old = h.deploy_in_background(p, B)
-    h.until_old_api_gone(p, old, step=0.002)
-    h.freeze(engine)  # the create cannot start before the port is taken
-    with socket.socket() as held:
-        held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        for _ in range(500):  # docker-proxy may take a moment to let go
-            try:
-                held.bind(("127.0.0.1", p.ports["api"]))
-                break
-            except OSError:
-                time.sleep(0.002)
-        held.listen()
-        h.thaw(engine)
-        out = ok(h.finish(cli), code=4)
-    assert "app-failed" in out and "RESTORE FAILED" in out and "fetchml-infra recover" in out, out
-    assert h.denied(p) == [], "a port conflict is no verdict on the image"
+    cli, engine, _ = h.deploy_in_background(p, B)
+    h.wait_for(lambda: h.ran(p, B), 120, "the new API to start")
+    h.freeze(engine)
+    subprocess.run(["docker", "stop", f"{p.prefix}-proxy"], check=True, capture_output=True)
+    h.thaw(engine)
+    out = ok(h.finish(cli), code=4)
+    assert "admin API" in out and "did not answer" in out and "fetchml-infra recover" in out, out
+    assert h.denied(p) == [], "a proxy that does not answer is no verdict on the image"
     truthful(p)
+    subprocess.run(["docker", "start", f"{p.prefix}-proxy"], check=True, capture_output=True)
+    h.wait_serving(p, A)  # Caddy resumes the config it last loaded: A's
     ok(p.cli("recover"))
     h.wait_serving(p, A)
     ok(p.cli("deploy", "--image", B))
@@ -266,8 +263,8 @@ def test_docker_engine_down_refuses_before_anything(staging: Project) -> None:
 
 def test_docker_engine_restarts_mid_update(staging: Project) -> None:
     p = staging
-    cli, engine, old = h.deploy_in_background(p, B)
-    h.until_old_api_gone(p, old)
+    cli, engine, _ = h.deploy_in_background(p, B)
+    h.wait_for(lambda: h.ran(p, B), 120, "the new API to start")
     h.freeze(engine)
     h.stop_dockerd()
     h.start_dockerd()
