@@ -231,9 +231,9 @@ def status(stack: StackOpt) -> None:
     table = Table("", "", title=f"stack {stack}", show_header=False)
     table.add_row("image (config)", cfg.image)
     table.add_row("image (last completed update)", str(outputs.get("image", "-")))
-    routed, routing = proxy.routed(cfg.name_prefix, cfg.bind_address, cfg.proxy_admin_port)
-    table.add_row("containers", host.describe(apps, cfg.worker_replicas, routed or cfg.image))
-    table.add_row("proxy", routing)
+    routing = proxy.routed(cfg.name_prefix, cfg.bind_address, cfg.proxy_admin_port)
+    table.add_row("containers", host.describe(apps, cfg.worker_replicas, routing.image or cfg.image))
+    table.add_row("proxy", routing.line)
     table.add_row("health", f"{polled.verdict.reason} ({cfg.health_url})")
     table.add_row(
         "compliance_mode", f"{polled.verdict.compliance_mode or 'not reported'} (config: {cfg.compliance_mode})"
@@ -255,7 +255,7 @@ def status(stack: StackOpt) -> None:
     found = recover.disagreements(
         config_image=cfg.image,
         deployed=outputs.get("image"),
-        running=host.running_image(apps, cfg.worker_replicas, routed),
+        running=routing.running(apps, cfg.worker_replicas),
         chain_to=last.to_image if last else None,
         locks=[lk.describe() for lk in engine_locks if lock.holder_gone(lk)],
     )

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
+from collections.abc import Callable
 from typing import Any
 
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
 
-from fetchml_infra import audit, health, history
+from fetchml_infra import audit, health, history, host
 from fetchml_infra.provider_errors import Refused, reported
 
 # Inputs whose change makes AuditEntry append: a change of the deployed image, never actor or reason alone.
@@ -69,6 +71,20 @@ def _record(props: dict[str, Any], outcome: str, reason: str) -> audit.Entry | N
     )
 
 
+def _address(props: dict[str, Any]) -> str | Callable[[], str]:
+    """The URL the gate polls: ``url`` with the guarded container's current address, looked up before each
+    attempt, since a container that restarts with the Docker engine may come back on another address."""
+    name = props.get("container")
+    if not name:
+        return str(props["url"])
+
+    def now() -> str:
+        address = host.container_address(str(name))
+        return re.sub(r"//[^/:]+", f"//{address}", props["url"], count=1) if address else str(props["url"])
+
+    return now
+
+
 def _unproven(props: dict[str, Any]) -> bool:
     """The chain's last move on the stack is not a passed move to ``props['image']`` (a failed gate, an
     interrupted update, a move recorded by hand)."""
@@ -82,7 +98,7 @@ class HealthGateProvider(ResourceProvider):
     def _check(self, props: dict[str, Any], moved: bool) -> dict[str, Any]:
         """``moved``: the containers it guards are new. Only then does a failure record a (failed) move."""
         result = health.poll(
-            props["url"],
+            _address(props),
             expected_version=props["image"],
             required_compliance=props["compliance_mode"] if props["compliance_mode"] != "none" else None,
             timeout=float(props["timeout"]),
@@ -145,10 +161,12 @@ class HealthGate(pulumi.dynamic.Resource, module="fetchml", name="HealthGate"):
         actor: str,
         rollback_advice: str,
         targets: pulumi.Input[list[str]],
+        container: str | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         props: dict[str, Any] = {
             "url": url,
+            "container": container,
             "image": image,
             "compliance_mode": compliance_mode,
             "timeout": timeout,

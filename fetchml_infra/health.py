@@ -89,7 +89,7 @@ class PollResult:
 
 
 def poll(
-    url: str,
+    url: str | Callable[[], str],
     *,
     expected_version: str,
     required_compliance: str | None,
@@ -99,7 +99,8 @@ def poll(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> PollResult:
-    """Ask ``url`` until it is healthy or ``timeout`` seconds have passed; the last verdict says why not."""
+    """Ask ``url`` until it is healthy or ``timeout`` seconds have passed; the last verdict says why not.
+    A callable ``url`` is asked for the address before every attempt (a container's can change)."""
     start = clock()
     deadline = start + timeout
     delay = first_delay
@@ -109,7 +110,7 @@ def poll(
         while True:
             attempts += 1
             verdict = judge(
-                observe(client, url),
+                observe(client, url() if callable(url) else url),
                 expected_version=expected_version,
                 required_compliance=required_compliance,
             )

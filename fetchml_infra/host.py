@@ -123,6 +123,21 @@ def _inspect(ids: list[str]) -> list[dict[str, Any]]:
     return list(json.loads(_docker("container", "inspect", *ids, ignore="No such container"))) if ids else []
 
 
+def existing_containers(ids: Iterable[str]) -> set[str]:
+    """The ids among ``ids`` whose container still exists."""
+    return {str(o["Id"]) for o in _inspect(sorted(set(ids)))}
+
+
+def container_address(name: str) -> str | None:
+    """The container's address on its (first) network now; None when it has none or does not answer."""
+    try:
+        out = _docker("container", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", name)
+    except HostError:
+        return None
+    words = out.split()
+    return words[0] if words else None
+
+
 LIST = {
     "container": ("ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.Names}}"),
     "network": ("network", "ls", "--no-trunc", "--format", "{{.ID}} {{.Name}}"),

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
 
+from fetchml_infra import host
 from fetchml_infra.provider_errors import Refused, reported
 
 SERVER = "fetchml"
@@ -193,11 +195,21 @@ def routed_image(prefix: str, admin: str) -> str | None:
     return image_of(prefix, routed_upstream(Admin(admin, timeout=3).loaded()))
 
 
-def routed(prefix: str, bind_address: str, admin_port: int) -> tuple[str | None, str]:
-    """(the image the proxy routes to or None, one line saying so) for status, recover and the CLI."""
+@dataclass(frozen=True)
+class Routing:
+    image: str | None  # what the proxy routes to; None: nothing, or it did not answer
+    line: str  # says which, for status
+
+    def running(self, apps: Mapping[str, host.AppContainer], replicas: int) -> str | None:
+        """The release that serves: the routed one, when its API and workers all run."""
+        return host.running_image(apps, replicas, self.image) if self.image else None
+
+
+def routed(prefix: str, bind_address: str, admin_port: int) -> Routing:
+    """Where the stack's proxy routes, for status, recover and the CLI."""
     url = admin_url(bind_address, admin_port)
     try:
         image = routed_image(prefix, url)
     except ProxyError as exc:
-        return None, f"unknown: {exc}"
-    return image, f"routes to api-{image}" if image else "routes nothing yet (answers 503)"
+        return Routing(None, f"unknown: {exc} (is {prefix}-proxy running?)")
+    return Routing(image, f"routes to api-{image}" if image else "routes nothing yet (answers 503)")

@@ -14,6 +14,7 @@ And the disagreements `status` shows (pure).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -82,8 +83,7 @@ def _record_unrecorded(cfg: StackConfig, log: str, say: Say) -> None:
     if not strays:
         return
     image = strays[0]
-    routed, _ = proxy.routed(cfg.name_prefix, cfg.bind_address, cfg.proxy_admin_port)
-    running = host.running_image(apps, cfg.worker_replicas, routed)
+    running = proxy.routed(cfg.name_prefix, cfg.bind_address, cfg.proxy_admin_port).running(apps, cfg.worker_replicas)
     polled = health.poll(
         cfg.health_url,
         expected_version=image,
@@ -108,15 +108,17 @@ def _record_unrecorded(cfg: StackConfig, log: str, say: Say) -> None:
         say(f"  recorded the unrecorded move: {entry.render()}")
 
 
-def _vanished(cfg: StackConfig, deployment: Mapping[str, Any]) -> tuple[str, ...]:
-    """URNs of containers the state still names but the host no longer has: a cut-off delete-before-replace
-    leaves the deleted ones in the state (pending replacement), and refresh keeps them there."""
-    ids = {i for by_name in host.existing(host.needs(cfg)).values() for i in by_name.values()}
+def _vanished(deployment: Mapping[str, Any], image: str) -> tuple[str, ...]:
+    """URNs of ``image``'s app containers that the state still names but the host no longer has (a cut-off
+    update, or someone's `docker rm`): refresh keeps them in the state, so the next up must replace them.
+    Those of other images go anyway, as the program no longer declares them."""
+    containers = [r for r in deployment.get("resources", []) if r.get("type") == "docker:index/container:Container"]
+    ids = host.existing_containers(str(r["id"]) for r in containers if r.get("id"))
+    mine = re.compile(rf"^(api-{re.escape(image)}|worker-{re.escape(image)}-[0-9]+|proxy|redis|minio)$")
     return tuple(
         str(r["urn"])
-        for r in deployment.get("resources", [])
-        if r.get("type") == "docker:index/container:Container"
-        and (r.get("pendingReplacement") or r.get("id") not in ids)
+        for r in containers
+        if (r.get("pendingReplacement") or r.get("id") not in ids) and mine.match(outcome.resource_name(str(r["urn"])))
     )
 
 
@@ -140,10 +142,12 @@ def recover(stack: Stack, load: Callable[..., StackConfig], say: Say) -> int:
     say("  refreshed the state from the Docker engine")
     passed = history.last_passed(audit.entries(log), cfg.stack)
     target = passed.to_image if passed else cfg.image
-    routed, _ = proxy.routed(cfg.name_prefix, cfg.bind_address, cfg.proxy_admin_port)
-    running = host.running_image(host.app_containers(cfg.name_prefix), cfg.worker_replicas, routed)
-    vanished = _vanished(cfg, stack.deployment())
-    if running == target and stack.outputs().get("image") == target and not vanished:
+    routing = proxy.routed(cfg.name_prefix, cfg.bind_address, cfg.proxy_admin_port)
+    running = routing.running(host.app_containers(cfg.name_prefix), cfg.worker_replicas)
+    vanished = _vanished(stack.deployment(), target)
+    last = history.last_entry(audit.entries(log), cfg.stack)
+    recorded = last is None or last.to_image == target  # else the chain still ends on a failed release
+    if running == target and stack.outputs().get("image") == target and not vanished and recorded:
         if cfg.image != target:
             say(f"  note: config image {cfg.image} is not deployed; deploy it with fetchml-infra deploy")
         say(f"  the app runs {target}, the last image that passed its gate; nothing else to do")

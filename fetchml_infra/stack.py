@@ -207,6 +207,7 @@ class FetchML(pulumi.ComponentResource):
             actor=self.actor,
             rollback_advice=rollback_advice(cfg),
             targets=pulumi.Output.all(api.id),
+            container=f"{p}-api-{tag}",
             opts=pulumi.ResourceOptions(parent=self),
         )
         route = proxy.Route(

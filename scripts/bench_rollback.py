@@ -1,13 +1,15 @@
-"""Benchmark: a rollback with our CLI against the procedure's manual compose route, on the same images.
+"""Benchmark: deploy, failed deploy and rollback with our CLI against the runbook's compose route, same images.
 
-Both roll back from B to A, several times each, alternating, while a probe asks the API's /health and Redis
-PING every 50 ms. Reported per route (median of the runs): time until the API is healthy on A, how long the
-API did not answer healthy, how long Redis did not answer PING. Prints a table; asserts nothing.
+Each route runs, several times: a deploy A -> B, a failed deploy of the broken C, and a rollback B -> A, while
+a probe asks the public port's /health every 20 ms (scripts/bench_probe.py) and 1,000 jobs of 50 ms each run
+through the queue. Reported per route and operation (median of the runs): failed requests, and the time until
+the new release answers. Then per route: jobs done, lost, run twice. Prints a table; asserts nothing.
 
-The compose route is the runbook's: `docker-compose down`, up with the previous tag, curl /health. It uses
-Debian's docker-compose (installed on first use) and its own containers, volumes and ports.
+Our route is blue/green behind the stack's proxy. The compose route is the runbook's: `up -d` with the new tag,
+curl /health, and on failure (or for a rollback) `down` then `up -d` with the previous tag. It uses Debian's
+docker-compose (installed on first use) and its own containers, volumes and ports.
 
-Usage: .venv/bin/python scripts/bench_rollback.py [--runs 5]
+Usage: .venv/bin/python scripts/bench_rollback.py [--runs 5] [--jobs 1000]
 """
 
 from __future__ import annotations
@@ -19,22 +21,22 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-import redis
 import yaml
+from bench_probe import Row, measure, queue_jobs, tally
 
 from fetchml_infra import offline
 from fetchml_infra.offline import REPO_ROOT
 
-A, B = "sha-1a2b3c4", "sha-5d6e7f8"
+A, B, C = "sha-1a2b3c4", "sha-5d6e7f8", "sha-9c0ffee"  # C answers 503: a broken release
+OPS = ("deploy A -> B", "failed deploy of C", "rollback B -> A")
 ENV = offline.apply()
 IMAGES = offline.read_versions(REPO_ROOT / "scripts" / "images.env")
-PULUMI_PORTS = {"api": 9131, "redis": 6409, "minio": 9030}
+PULUMI_PORTS = {"api": 9131, "redis": 6409, "minio": 9030, "admin": 2049}
 COMPOSE_PORTS = {"api": 9141, "redis": 6419, "minio": 9040}
 STACK = "bench"
 
@@ -63,6 +65,9 @@ services:
     environment:
       FETCHML_VERSION: "${{FETCHML_TAG}}"
       FETCHML_REDIS_ADDR: "redis:6379"
+      FETCHML_JOB_SECONDS: "0.05"
+      FETCHML_STOP_GRACE_SECONDS: "10"
+    stop_grace_period: 12s
     depends_on: [redis]
 volumes:
   bench-redis-data:
@@ -70,102 +75,59 @@ volumes:
 """
 
 
-@dataclass
-class Probe:
-    """Polls the API and Redis every 50 ms in a thread. A sample is (time, API answers healthy (any version),
-    Redis answers PING, API answers healthy on the target version)."""
-
-    api_url: str
-    redis_port: int
-    want: str
-    samples: list[tuple[float, bool, bool, bool]] = field(default_factory=list)
-    stop: threading.Event = field(default_factory=threading.Event)
-
-    def run(self) -> None:
-        r = redis.Redis(host="127.0.0.1", port=self.redis_port, socket_timeout=0.2, socket_connect_timeout=0.2)
-        with httpx.Client(timeout=0.3, trust_env=False) as client:
-            while not self.stop.is_set():
-                try:
-                    body = client.get(self.api_url).json()
-                    api_ok, on_target = body.get("status") == "ok", body.get("version") == self.want
-                except (httpx.HTTPError, ValueError):
-                    api_ok = on_target = False
-                try:
-                    redis_ok = bool(r.ping())
-                except redis.RedisError:
-                    redis_ok = False
-                self.samples.append((time.monotonic(), api_ok, redis_ok, api_ok and on_target))
-                time.sleep(0.05)
-
-    def downtime(self, index: int, start: float) -> float:
-        """Seconds after ``start`` during which the probe saw the service down (sum of the down intervals)."""
-        total, last = 0.0, start
-        for sample in self.samples:
-            t = sample[0]
-            if t < start:
-                continue
-            if not sample[index]:
-                total += t - last
-            last = t
-        return total
-
-    def healthy_after(self, start: float) -> float:
-        return next((s[0] - start for s in self.samples if s[0] >= start and s[3]), float("nan"))
+class Runs(dict[str, list[Row]]):
+    """The rows of one route, by operation."""
 
 
-Sample = tuple[float, float, float]  # time to healthy, API down, Redis down (seconds)
+def cycle(url: str, ops: dict[str, tuple[str, Callable[[], None]]], rows: Runs) -> None:
+    """One run of each operation: (the release it moves to, how) by operation name."""
+    for op, (new, action) in ops.items():
+        row = measure(url, new, action)
+        rows.setdefault(op, []).append(row)
+        print(f"  {op}: {row.failed} of {row.probes} requests failed, new release after {row.to_new:.2f}s", flush=True)
 
 
-def timed(route: str, roll: list[str], api_port: int, redis_port: int, env: dict[str, str]) -> Sample:
-    probe = Probe(f"http://127.0.0.1:{api_port}/health", redis_port, A)
-    thread = threading.Thread(target=probe.run, daemon=True)
-    thread.start()
-    time.sleep(0.3)
-    start = time.monotonic()
-    subprocess.run(roll, cwd=REPO_ROOT, env=env, check=True, capture_output=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (probe.samples and probe.samples[-1][3]):
-        time.sleep(0.05)
-    time.sleep(0.5)
-    probe.stop.set()
-    thread.join()
-    result = (probe.healthy_after(start), probe.downtime(1, start), probe.downtime(2, start))
-    healthy, api_down, redis_down = result
-    print(
-        f"  {route}: healthy after {healthy:.2f}s, API down {api_down:.2f}s, Redis down {redis_down:.2f}s", flush=True
-    )
-    return result
-
-
-def pulumi_route(runs: int) -> list[Sample]:
+def pulumi_route(runs: int, jobs: int) -> tuple[Runs, tuple[int, int, int]]:
     staging = yaml.safe_load((REPO_ROOT / "Pulumi.staging.yaml").read_text())
     config = dict(staging["config"])
     config.update(
         {
-            "fetchml:image": B,
+            "fetchml:image": A,
             "fetchml:apiHostPort": str(PULUMI_PORTS["api"]),
             "fetchml:redisHostPort": str(PULUMI_PORTS["redis"]),
             "fetchml:minioHostPort": str(PULUMI_PORTS["minio"]),
+            "fetchml:proxyAdminPort": str(PULUMI_PORTS["admin"]),
             "fetchml:workerReplicas": "1",
+            "fetchml:healthTimeoutSeconds": "8",
+            "fetchml:jobSeconds": "0.05",
         }
     )
     (REPO_ROOT / f"Pulumi.{STACK}.yaml").write_text(
         yaml.safe_dump({"encryptionsalt": staging["encryptionsalt"], "config": config})
     )
     subprocess.run(["pulumi", "stack", "init", STACK], cwd=REPO_ROOT, env=ENV, capture_output=True)
-    cli = ["fetchml-infra"]
-    results = []
-    try:
-        for _ in range(runs):
-            subprocess.run(
-                [*cli, "deploy", "--stack", STACK, "--image", B],
-                cwd=REPO_ROOT,
-                env=ENV,
-                check=True,
-                capture_output=True,
+
+    def cli(*args: str, ok: tuple[int, ...] = (0,)) -> Callable[[], None]:
+        def run() -> None:
+            done = subprocess.run(
+                ["fetchml-infra", *args, "--stack", STACK], cwd=REPO_ROOT, env=ENV, capture_output=True
             )
-            roll = [*cli, "rollback", "--stack", STACK, "--to", A, "--reason", "benchmark"]
-            results.append(timed("fetchml-infra rollback", roll, PULUMI_PORTS["api"], PULUMI_PORTS["redis"], ENV))
+            assert done.returncode in ok, done.stdout.decode()[-2000:] + done.stderr.decode()[-2000:]
+
+        return run
+
+    url, rows = f"http://127.0.0.1:{PULUMI_PORTS['api']}/health", Runs()
+    ops = {
+        OPS[0]: (B, cli("deploy", "--image", B, "--reason", "benchmark")),
+        OPS[1]: (C, cli("deploy", "--image", C, "--allow-denied", "--reason", "benchmark", ok=(3,))),
+        OPS[2]: (A, cli("rollback", "--to", A, "--reason", "benchmark")),
+    }
+    try:
+        cli("deploy", "--image", A, "--reason", "benchmark")()
+        queued = queue_jobs(PULUMI_PORTS["redis"], "bench-pulumi", jobs)
+        for _ in range(runs):
+            cycle(url, ops, rows)
+        return rows, tally(PULUMI_PORTS["redis"], queued)
     finally:
         for cmd in (
             ["state", "unprotect", "--all", "--yes"],
@@ -176,10 +138,9 @@ def pulumi_route(runs: int) -> list[Sample]:
         for volume in ("redis-data", "minio-data"):
             subprocess.run(["docker", "volume", "rm", f"fetchml-{STACK}-{volume}"], capture_output=True)
         (REPO_ROOT / f"Pulumi.{STACK}.yaml").unlink(missing_ok=True)
-    return results
 
 
-def compose_route(runs: int) -> list[Sample]:
+def compose_route(runs: int, jobs: int) -> tuple[Runs, tuple[int, int, int]]:
     if shutil.which("docker-compose") is None:
         subprocess.run(["apt-get", "install", "-y", "-qq", "docker-compose"], check=True, capture_output=True)
     work = Path(tempfile.mkdtemp(prefix="fetchml-bench-compose-"))
@@ -194,40 +155,69 @@ def compose_route(runs: int) -> list[Sample]:
         )
     )
     compose = ["docker-compose", "-p", "fetchmlbench", "-f", str(work / "docker-compose.yml")]
-    results = []
+    url = f"http://127.0.0.1:{COMPOSE_PORTS['api']}/health"
+
+    def run(*args: str, tag: str) -> None:
+        subprocess.run([*compose, *args], env={**ENV, "FETCHML_TAG": tag}, check=True, capture_output=True)
+
+    def healthy(within: float) -> bool:  # the runbook's curl, retried as long as our gate would wait
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url, timeout=1).status_code == 200:
+                    return True
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        return False
+
+    def failed_deploy() -> None:
+        run("up", "-d", tag=C)
+        if not healthy(8):
+            run("down", tag=C)
+            run("up", "-d", tag=B)
+
+    def rollback() -> None:
+        run("down", tag=B)
+        run("up", "-d", tag=A)
+
+    ops = {OPS[0]: (B, lambda: run("up", "-d", tag=B)), OPS[1]: (C, failed_deploy), OPS[2]: (A, rollback)}
+    rows = Runs()
     try:
+        run("up", "-d", tag=A)
+        healthy(30)
+        queued = queue_jobs(COMPOSE_PORTS["redis"], "bench-compose", jobs)
         for _ in range(runs):
-            subprocess.run([*compose, "up", "-d"], env={**ENV, "FETCHML_TAG": B}, check=True, capture_output=True)
-            # The runbook: down, edit the tag to the previous SHA, up -d, then curl /health.
-            script = f"{' '.join(compose)} down && {' '.join(compose)} up -d"
-            roll = ["sh", "-c", script]
-            results.append(
-                timed("compose down/up", roll, COMPOSE_PORTS["api"], COMPOSE_PORTS["redis"], {**ENV, "FETCHML_TAG": A})
-            )
+            cycle(url, ops, rows)
+        return rows, tally(COMPOSE_PORTS["redis"], queued)
     finally:
         subprocess.run([*compose, "down", "-v"], env={**ENV, "FETCHML_TAG": A}, capture_output=True)
         shutil.rmtree(work)
-    return results
-
-
-def median(rows: list[Sample], i: int) -> float:
-    return statistics.median(r[i] for r in rows)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
-    runs = parser.parse_args().runs
-    print(f"rollback B -> A, {runs} runs per route, probes every 50 ms\n", flush=True)
-    ours = pulumi_route(runs)
-    theirs = compose_route(runs)
-    print(f"\n| route (median of {runs}) | time to healthy | API unavailable | Redis unavailable |")
+    parser.add_argument("--jobs", type=int, default=1000)
+    args = parser.parse_args()
+    print(f"{args.runs} runs per route, probe every 20 ms, {args.jobs} jobs of 50 ms queued per route\n", flush=True)
+    print("fetchml-infra (blue/green behind the proxy):", flush=True)
+    ours, our_jobs = pulumi_route(args.runs, args.jobs)
+    print("runbook (docker-compose):", flush=True)
+    theirs, their_jobs = compose_route(args.runs, args.jobs)
+    print(f"\n| route | operation (median of {args.runs}) | failed requests | new release serves after |")
     print("| --- | --- | --- | --- |")
-    for name, rows in (
-        ("fetchml-infra rollback (pulumi up + gate + audit)", ours),
-        ("runbook: compose down, up -d, curl", theirs),
-    ):
-        print(f"| {name} | {median(rows, 0):.2f} s | {median(rows, 1):.2f} s | {median(rows, 2):.2f} s |")
+    for name, rows in (("fetchml-infra", ours), ("compose runbook", theirs)):
+        for op in OPS:
+            runs = rows[op]
+            failed = statistics.median(r.failed for r in runs)
+            after = statistics.median(r.to_new for r in runs)
+            served = "never (not routed)" if after != after else f"{after:.2f} s"  # nan: the release never answered
+            print(f"| {name} | {op} | {failed:g} of {statistics.median(r.probes for r in runs):g} | {served} |")
+    print("\n| route | jobs done | lost | run twice |")
+    print("| --- | --- | --- | --- |")
+    for name, (done, lost, twice) in (("fetchml-infra", our_jobs), ("compose runbook", their_jobs)):
+        print(f"| {name} | {done} | {lost} | {twice} |")
     return 0
 
 

@@ -223,6 +223,7 @@ def test_the_proxy_is_down_at_the_switch(staging: Project) -> None:
     h.thaw(engine)
     out = ok(h.finish(cli), code=4)
     assert "admin API" in out and "did not answer" in out and "fetchml-infra recover" in out, out
+    assert "RESTORE FAILED" in out  # the restore needs the proxy too
     assert h.denied(p) == [], "a proxy that does not answer is no verdict on the image"
     truthful(p)
     subprocess.run(["docker", "start", f"{p.prefix}-proxy"], check=True, capture_output=True)
