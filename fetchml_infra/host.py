@@ -8,11 +8,9 @@ client, a socket bind and ``ss``.
 
 from __future__ import annotations
 
-import errno
 import json
 import re
 import shutil
-import socket
 import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -22,13 +20,6 @@ from fetchml_infra.config import StackConfig
 
 # Pulumi type -> kind; a docker volume's Pulumi id is its name, a container's or network's is the docker id.
 KINDS = {f"docker:index/{k}:{k.title()}": k for k in ("container", "network", "volume")}
-PORT_SETTINGS = {
-    "api": "apiHostPort",
-    "redis": "redisHostPort",
-    "minio": "minioHostPort",
-    "proxy-admin": "proxyAdminPort",
-}
-WILDCARDS = {"", "*", "0.0.0.0", "::"}
 TAG = r"sha-[0-9a-f]{7,40}"
 APP_NAME = rf"api-(?P<api>{TAG})|worker-(?P<worker>{TAG})-(?P<n>[0-9]+)"  # one API and its workers per image
 
@@ -102,7 +93,7 @@ def name_conflicts(
     return problems
 
 
-def _docker(*args: str, timeout: float = 30.0, ignore: str | None = None) -> str:
+def run_docker(*args: str, timeout: float = 30.0, ignore: str | None = None) -> str:
     """stdout of `docker ARGS`; HostError when there is no client, no answer in time, or a failure other
     than stderr lines containing ``ignore``."""
     docker, what = shutil.which("docker"), f"`docker {' '.join(a for a in args[:2] if a[:1] != '-')}`"
@@ -118,20 +109,21 @@ def _docker(*args: str, timeout: float = 30.0, ignore: str | None = None) -> str
     return done.stdout
 
 
-def _inspect(ids: list[str]) -> list[dict[str, Any]]:
+def inspect_containers(ids: list[str]) -> list[dict[str, Any]]:
     """`docker container inspect` of the containers that still exist."""
-    return list(json.loads(_docker("container", "inspect", *ids, ignore="No such container"))) if ids else []
+    return list(json.loads(run_docker("container", "inspect", *ids, ignore="No such container"))) if ids else []
 
 
 def existing_containers(ids: Iterable[str]) -> set[str]:
     """The ids among ``ids`` whose container still exists."""
-    return {str(o["Id"]) for o in _inspect(sorted(set(ids)))}
+    return {str(o["Id"]) for o in inspect_containers(sorted(set(ids)))}
 
 
 def container_address(name: str) -> str | None:
     """The container's address on its (first) network now; None when it has none or does not answer."""
     try:
-        out = _docker("container", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", name)
+        fmt = "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}"
+        out = run_docker("container", "inspect", "-f", fmt, name)
     except HostError:
         return None
     words = out.split()
@@ -150,88 +142,16 @@ def existing(needs: Needs) -> dict[str, dict[str, str]]:
     found: dict[str, dict[str, str]] = {}
     for kind, names in _named(needs):
         # Name filters match parts of names (ORed when repeated): keep exact names only.
-        out = _docker(*LIST[kind], *(f"--filter=name={n}" for n in names)) if names else ""
+        out = run_docker(*LIST[kind], *(f"--filter=name={n}" for n in names)) if names else ""
         pairs = (line.split(" ", 1) for line in out.splitlines() if " " in line)
         found[kind] = {name: oid for oid, name in pairs if name in names}
     return found
 
 
-def _overlap(a: str, b: str) -> bool:
-    a, b = a.strip("[]"), b.strip("[]")
-    return a == b or a in WILDCARDS or b in WILDCARDS
-
-
-def published(objs: Iterable[Mapping[str, Any]]) -> list[tuple[str, str, str, int]]:
-    """(container id, name, host ip, host port) of every port the inspected containers publish."""
-    out: set[tuple[str, str, str, int]] = set()
-    for o in objs:
-        cid, name = str(o["Id"]), str(o.get("Name", "")).lstrip("/")
-        maps = [(o.get("NetworkSettings") or {}).get("Ports"), (o.get("HostConfig") or {}).get("PortBindings")]
-        for bindings in (b for m in maps for b in (m or {}).values()):
-            for b in bindings or []:
-                if str(b.get("HostPort", "")).isdigit():
-                    out.add((cid, name, str(b.get("HostIp", "")), int(b["HostPort"])))
-    return sorted(out)
-
-
-def listener(ss_output: str, address: str, port: int) -> str | None:
-    """'pid N (command)' of the process `ss -Hltnp` shows listening on address:port, if it names one."""
-    for line in ss_output.splitlines():
-        fields = line.split()
-        if len(fields) < 4:
-            continue
-        host, _, lport = fields[3].rpartition(":")
-        if lport != str(port) or not _overlap(host.split("%")[0], address):
-            continue
-        m = re.search(r'\("([^"]+)",pid=(\d+)', line)
-        return f"pid {m.group(2)} ({m.group(1)})" if m else "a process ss cannot name (not root?)"
-    return None
-
-
-def _bind_error(address: str, port: int) -> OSError | None:
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as a server would: TIME_WAIT is not "busy"
-        try:
-            s.bind((address, port))
-        except OSError as exc:
-            return exc
-    return None
-
-
-def port_conflicts(needs: Needs, managed_container_ids: set[str]) -> list[str]:
-    """One message per needed host port held by something the stack does not manage (with --iptables=false,
-    docker-proxy holds a published port, so a managed container publishing it is fine)."""
-    problems = []
-    publishers: list[tuple[str, str, str, int]] | None = None
-    for address, port, which in needs.ports:
-        where, setting = f"{address}:{port}", PORT_SETTINGS.get(which, which)
-        fix = f"run `pulumi config set {setting} <free port> --stack {needs.stack}`"
-        error = _bind_error(address, port)
-        if error is None or error.errno == errno.EACCES:  # a privileged port: the engine binds it as root
-            continue
-        if error.errno != errno.EADDRINUSE:
-            problems.append(f"{where} ({setting}) cannot be bound: {error.strerror}; check bindAddress, or {fix}")
-            continue
-        if publishers is None:
-            publishers = published(_inspect(_docker("ps", "-q", "--no-trunc").split()))
-        holders = [(cid, name) for cid, name, ip, p in publishers if p == port and _overlap(ip, address)]
-        if any(cid in managed_container_ids for cid, _ in holders):
-            continue
-        if holders:
-            cid, name = holders[0]
-            holder = f"container '{name}' ({cid[:12]}), which stack '{needs.stack}' does not manage"
-        else:
-            ss = subprocess.run(["ss", "-Hltnp"], capture_output=True, text=True) if shutil.which("ss") else None
-            holder = (listener(ss.stdout, address, port) if ss else None) or "a process ss does not show"
-        problems.append(f"{where} ({setting}) is in use by {holder}; stop it, or {fix}")
-    return problems
-
-
 def engine_problem(timeout: float = 10.0) -> str | None:
     """None when the Docker engine answers `docker version`; else one line saying what failed."""
     try:
-        version = _docker("version", "--format", "{{.Server.Version}}", timeout=timeout)
+        version = run_docker("version", "--format", "{{.Server.Version}}", timeout=timeout)
     except HostError as exc:
         return f"the Docker engine does not answer: {exc}"
     return None if version.strip() else "the Docker engine does not answer: `docker version` names no server"
@@ -253,7 +173,7 @@ def app_containers(prefix: str) -> dict[str, AppContainer]:
     """Every container named <prefix>-api-<image> or <prefix>-worker-<image>-<n>, keyed by that suffix."""
     exact = re.compile(rf"^{re.escape(prefix)}-(?:{APP_NAME})$")
     apps = {}
-    for o in _inspect(_docker("ps", "-a", "-q", "--no-trunc", "--filter", f"name={prefix}-").split()):
+    for o in inspect_containers(run_docker("ps", "-a", "-q", "--no-trunc", "--filter", f"name={prefix}-").split()):
         name = str(o.get("Name", "")).lstrip("/")
         m = exact.match(name)
         if m is None:
@@ -325,4 +245,4 @@ def describe(apps: Mapping[str, AppContainer], replicas: int, image: str | None 
 
 def remove_container(container_id: str) -> None:
     """Remove one container (recover: an app container a cut-off create left behind, unknown to the state)."""
-    _docker("rm", "-f", container_id)
+    run_docker("rm", "-f", container_id)

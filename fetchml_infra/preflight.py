@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from fetchml_infra import audit, history, host, lock, offline, passphrase
+from fetchml_infra import audit, history, host, lock, offline, passphrase, ports
 from fetchml_infra.config import StackConfig
 from fetchml_infra.workspace import OperatorError, Stack, image_present, pull
 
@@ -111,7 +111,7 @@ def check_host(cfg: StackConfig, deployment: Mapping[str, Any], say: Say) -> Non
     for name in sorted(set(found.get("volume", {})) - managed["volume"]):
         say(f"  note: volume {name} exists from before; the stack takes it up with its data")
     problems = host.name_conflicts(needs, managed, {k: v for k, v in found.items() if k != "volume"})
-    problems += host.port_conflicts(needs, managed["container"])
+    problems += ports.port_conflicts(needs, managed["container"])
     if problems:
         listed = "\n".join(f"  - {p}" for p in problems)
         raise OperatorError(

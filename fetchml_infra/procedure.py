@@ -126,7 +126,7 @@ def _after_failed_infrastructure(
     if running == current.image:
         say(f"  the app still runs {current.image}; {cfg.image} is not denied")
         return EXIT_FAILED
-    say(f"  {cfg.image} never ran; restoring {current.image} (not a verdict on {cfg.image}, so it is not denied)")
+    say(f"  {current.image} is not serving now; restoring it (not a verdict on {cfg.image}, so it is not denied)")
     reason = f"restore after {found.kind} of {cfg.image}: {found.detail}"
     back = attempt.up(stack, current, cfg.image, "rollback", actor, reason, say)
     if back.outcome.ok:

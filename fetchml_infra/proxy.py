@@ -141,13 +141,23 @@ class RouteProvider(ResourceProvider):
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         keys = ("admin", "upstream", "health_path", "proxy")
         changed = [k for k in keys if olds.get(k) != news.get(k)]
-        return DiffResult(changes=bool(changed), replaces=[], delete_before_replace=False)
+        # The state can be wrong about the proxy (an update killed after the switch but before its record,
+        # a proxy restarted from an older config): switch again unless it routes where the program says.
+        return DiffResult(changes=bool(changed) or live(news) != news["upstream"], replaces=[])
 
     @reported()
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         return UpdateResult(self._switch(news))
 
     def delete(self, _id: str, _props: dict[str, Any]) -> None:
+        return None
+
+
+def live(props: Mapping[str, Any]) -> str | None:
+    """The upstream the proxy routes to now; None when nothing is routed or it does not answer."""
+    try:
+        return routed_upstream(Admin(str(props["admin"]), timeout=3).loaded())
+    except ProxyError:
         return None
 
 

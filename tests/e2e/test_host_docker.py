@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from fetchml_infra import host
+from fetchml_infra import host, ports
 from fetchml_infra.config import parse
 from fetchml_infra.host import AppContainer, Needs
 from tests import dockerhost
@@ -102,18 +102,18 @@ def test_a_port_held_by_a_process_names_it(made: Made) -> None:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         port = int(listener.getsockname()[1])
-        [problem] = host.port_conflicts(only_port(needs, port, "redis"), set())
+        [problem] = ports.port_conflicts(only_port(needs, port, "redis"), set())
         assert problem.startswith(f"127.0.0.1:{port} (redisHostPort) is in use by pid {os.getpid()} (")
         assert "pulumi config set redisHostPort <free port> --stack hosttest" in problem
-    assert host.port_conflicts(only_port(needs, port, "redis"), set()) == []
+    assert ports.port_conflicts(only_port(needs, port, "redis"), set()) == []
 
 
 def test_a_port_published_by_a_container_is_fine_only_when_managed(made: Made) -> None:
     needs = host.needs(parse("hosttest", good(namePrefix=made.prefix), SECRETS))
     port = free_port()
     cid = made.container(f"{made.prefix}-proxy", "-p", f"127.0.0.1:{port}:6379")
-    assert host.port_conflicts(only_port(needs, port), {cid}) == []
-    [problem] = host.port_conflicts(only_port(needs, port), set())
+    assert ports.port_conflicts(only_port(needs, port), {cid}) == []
+    [problem] = ports.port_conflicts(only_port(needs, port), set())
     assert problem.startswith(
         f"127.0.0.1:{port} (apiHostPort) is in use by container '{made.prefix}-proxy' ({cid[:12]}), "
         "which stack 'hosttest' does not manage"

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from fetchml_infra import host
+from fetchml_infra import host, ports
 from fetchml_infra.config import parse
 from fetchml_infra.host import AppContainer
 from tests.unit.test_config import SECRETS, good
@@ -126,7 +126,7 @@ def test_published_ports_come_from_inspect() -> None:
         "HostConfig": {"PortBindings": {"9101/tcp": [{"HostIp": "127.0.0.1", "HostPort": "19101"}]}},
         "NetworkSettings": {"Ports": {"9101/tcp": [{"HostIp": "127.0.0.1", "HostPort": "19101"}], "80/tcp": None}},
     }
-    assert host.published([obj, {"Id": WORKER_ID, "Name": "/fx-worker-1"}]) == [(API_ID, "fx-api", "127.0.0.1", 19101)]
+    assert ports.published([obj, {"Id": WORKER_ID, "Name": "/fx-worker-1"}]) == [(API_ID, "fx-api", "127.0.0.1", 19101)]
 
 
 SS = """\
@@ -149,7 +149,7 @@ LISTEN 0      511             [::]:8080          [::]:*    users:(("python3",pid
     ],
 )
 def test_listener_from_ss(address: str, port: int, expected: str | None) -> None:
-    assert host.listener(SS, address, port) == expected
+    assert ports.listener(SS, address, port) == expected
 
 
 def app(role: str, image: str = "sha-1a2b3c4", running: bool = True, restarts: int = 0, tag: str = "") -> AppContainer:
