@@ -3,19 +3,7 @@
 # deploy routes a release) or, with --resume, the last config the admin API loaded (kept in /config).
 caddy_dir=$cache/toolchain/caddy-$CADDY_VERSION
 caddy_bin=$caddy_dir/caddy
-if [[ ! -x $caddy_bin ]]; then
-  say "building Caddy $CADDY_MODULE@$CADDY_VERSION (CGO_ENABLED=0, nice; cold, modules included: ~2 min on 2 cores)"
-  t0=$SECONDS
-  rm -rf "$caddy_dir.tmp"
-  mkdir -p "$caddy_dir.tmp"
-  (cd "$caddy_dir.tmp" && CGO_ENABLED=0 GOBIN="$caddy_dir.tmp" GOFLAGS=-buildvcs=false \
-    nice -n 10 go install -trimpath -ldflags '-s -w' "$CADDY_MODULE/cmd/caddy@$CADDY_VERSION") ||
-    die "building $CADDY_MODULE@$CADDY_VERSION failed (see the go output above)"
-  mkdir -p "$caddy_dir"
-  mv "$caddy_dir.tmp/caddy" "$caddy_bin"
-  rm -rf "$caddy_dir.tmp"
-  say "built Caddy in $((SECONDS - t0)) s: $caddy_bin"
-fi
+[[ -x $caddy_bin ]] || go_binary "$caddy_bin" "$CADDY_MODULE/cmd/caddy@$CADDY_VERSION" "-s -w" "Caddy" "~1 min"
 proxy_name=${PROXY_IMAGE%:*} proxy_tag=${PROXY_IMAGE##*:}
 proxy_key=$({ echo "$recipe" "$CADDY_MODULE@$CADDY_VERSION"; cat "$REPO/scripts/images-proxy.sh" "$REPO/images/proxy/initial.json"; sha256sum "$caddy_bin" | cut -d' ' -f1; } | hash12)
 proxy_built=0

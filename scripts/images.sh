@@ -53,6 +53,22 @@ docker info >/dev/null 2>&1 || "$REPO/scripts/docker-engine.sh"
 
 want() { [[ ,$only, == *,$1,* ]]; }
 hash12() { sha256sum | cut -c1-12; }
+# go_binary PATH PACKAGE@VERSION LDFLAGS WHAT COLD: `go install` PACKAGE@VERSION to PATH, built in a scratch
+# directory beside it and moved into place only when the build succeeded (a cut-off build leaves nothing).
+go_binary() {
+  local path=$1 pkg=$2 ldflags=$3 what=$4 cold=$5 tmp t0=$SECONDS
+  tmp=$(dirname "$path").tmp
+  say "building $what $pkg (CGO_ENABLED=0, nice; cold, modules included: $cold on 2 cores)"
+  rm -rf "$tmp"
+  mkdir -p "$tmp"
+  (cd "$tmp" && CGO_ENABLED=0 GOBIN="$tmp" GOFLAGS=-buildvcs=false \
+    nice -n 10 go install -trimpath -ldflags "$ldflags" "$pkg") ||
+    die "building $pkg failed (see the go output above)"
+  mkdir -p "$(dirname "$path")"
+  mv "$tmp/$(basename "${pkg%@*}")" "$path"
+  rm -rf "$tmp"
+  say "built $what in $((SECONDS - t0)) s: $path"
+}
 recipe=$(hash12 <"$REPO/scripts/images.sh") # any change to how images are made rebuilds them all
 
 # Scratch space and test containers, removed on any exit.
@@ -344,17 +360,8 @@ if [[ ! -x $minio_bin ]]; then
     ldflags+=" -X $pkg.Version=$rel -X $pkg.CopyrightYear=${ts:0:4} -X $pkg.ReleaseTag=DEVELOPMENT.${rel//:/-}"
     ldflags+=" -X $pkg.CommitID=$commit -X $pkg.ShortCommitID=$commit"
   fi
-  say "building MinIO $MINIO_MODULE@$MINIO_VERSION (CGO_ENABLED=0, nice; cold, modules included: ~6 min on 2 cores)"
-  t0=$SECONDS
-  rm -rf "$minio_dir.tmp"
-  mkdir -p "$minio_dir.tmp"
-  (cd "$minio_dir.tmp" && CGO_ENABLED=0 GOBIN="$minio_dir.tmp" GOFLAGS=-buildvcs=false \
-    nice -n 10 go install -trimpath -ldflags "$ldflags" "$MINIO_MODULE@$MINIO_VERSION") ||
-    die "building $MINIO_MODULE@$MINIO_VERSION failed (see the go output above)"
-  mkdir -p "$minio_dir"
-  mv "$minio_dir.tmp/minio" "$minio_bin"
-  rm -rf "$minio_dir.tmp"
-  say "built MinIO in $((SECONDS - t0)) s: $minio_bin ($("$minio_bin" --version | head -1))"
+  go_binary "$minio_bin" "$MINIO_MODULE@$MINIO_VERSION" "$ldflags" "MinIO" "~6 min"
+  say "  ($("$minio_bin" --version | head -1))"
 fi
 minio_name=${MINIO_IMAGE%:*} minio_tag=${MINIO_IMAGE##*:}
 minio_key=$({ echo "$recipe" "$MINIO_MODULE@$MINIO_VERSION" "$standin_key"; sha256sum "$minio_bin" | cut -d' ' -f1; } | hash12)

@@ -167,11 +167,12 @@ def test_prod_never_rolls_back_by_itself_and_hipaa_is_enforced(prod: Project) ->
     ok(p.cli("deploy", "--image", CRASH), code=4)
     assert moves(p)[-1][1:] == ("failure", A, CRASH)
     inv.check()
-    # status names the crash loop and that the last completed update is not what the containers try to run.
+    # status names the crash loop beside the release that still serves, and that the chain ends elsewhere.
     status = ok(p.cli("status"), code=1)
-    assert f"api {CRASH} (crash-looping, " in status and "image (last completed update)" in status
     flat = " ".join(status.replace("│", " ").split())  # the table wraps long cells
-    assert "the app containers are not all running one image" in flat
+    assert f"api {CRASH} (crash-looping, " in flat and "image (last completed update)" in flat
+    assert f"routes to api-{A}" in flat and f"api {A} (running)" in flat
+    assert f"containers run {A} but the audit chain's last move is to {CRASH}" in flat
 
 
 def test_rollback_to_a_tag_that_never_passed_here_is_refused_or_recorded_as_a_deploy(staging: Project) -> None:
