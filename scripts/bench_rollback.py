@@ -84,7 +84,8 @@ def cycle(url: str, ops: dict[str, tuple[str, Callable[[], None]]], rows: Runs) 
     for op, (new, action) in ops.items():
         row = measure(url, new, action)
         rows.setdefault(op, []).append(row)
-        print(f"  {op}: {row.failed} of {row.probes} requests failed, new release after {row.to_new:.2f}s", flush=True)
+        after = "never answered" if row.to_new != row.to_new else f"answered after {row.to_new:.2f}s"  # nan: never
+        print(f"  {op}: {row.failed} of {row.probes} requests failed, new release {after}", flush=True)
 
 
 def pulumi_route(runs: int, jobs: int) -> tuple[Runs, tuple[int, int, int]]:
@@ -205,15 +206,18 @@ def main() -> int:
     ours, our_jobs = pulumi_route(args.runs, args.jobs)
     print("runbook (docker-compose):", flush=True)
     theirs, their_jobs = compose_route(args.runs, args.jobs)
-    print(f"\n| route | operation (median of {args.runs}) | failed requests | new release serves after |")
+    print(
+        f"\n| route | operation ({args.runs} runs) | failed requests: median (worst run) | new release serves after |"
+    )
     print("| --- | --- | --- | --- |")
     for name, rows in (("fetchml-infra", ours), ("compose runbook", theirs)):
         for op in OPS:
             runs = rows[op]
-            failed = statistics.median(r.failed for r in runs)
+            failed, worst = statistics.median(r.failed for r in runs), max(r.failed for r in runs)
             after = statistics.median(r.to_new for r in runs)
-            served = "never (not routed)" if after != after else f"{after:.2f} s"  # nan: the release never answered
-            print(f"| {name} | {op} | {failed:g} of {statistics.median(r.probes for r in runs):g} | {served} |")
+            served = "never" if after != after else f"{after:.2f} s"  # nan: the release never answered healthy
+            probes = statistics.median(r.probes for r in runs)
+            print(f"| {name} | {op} | {failed:g} of {probes:g} ({worst}) | {served} |")
     print("\n| route | jobs done | lost | run twice |")
     print("| --- | --- | --- | --- |")
     for name, (done, lost, twice) in (("fetchml-infra", our_jobs), ("compose runbook", their_jobs)):
