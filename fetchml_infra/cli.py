@@ -231,7 +231,7 @@ def status(stack: StackOpt) -> None:
     table = Table("", "", title=f"stack {stack}", show_header=False)
     table.add_row("image (config)", cfg.image)
     table.add_row("image (last completed update)", str(outputs.get("image", "-")))
-    routing = proxy.routed(cfg.name_prefix, cfg.bind_address, cfg.proxy_admin_port)
+    routing = proxy.routed(cfg, s.project_dir)
     table.add_row("containers", host.describe(apps, cfg.worker_replicas, routing.image or cfg.image))
     table.add_row("proxy", routing.line)
     table.add_row("health", f"{polled.verdict.reason} ({cfg.health_url})")

@@ -121,7 +121,7 @@ def _after_failed_infrastructure(
     if current.image == cfg.image:
         say(f"  there is no earlier image to restore; {cfg.image} is not denied: fix the cause and deploy it again")
         return EXIT_FAILED
-    routing = proxy.routed(cfg.name_prefix, cfg.bind_address, cfg.proxy_admin_port)
+    routing = proxy.routed(cfg, stack.project_dir)
     running = routing.running(host.app_containers(cfg.name_prefix), current.worker_replicas)
     if running == current.image:
         say(f"  the app still runs {current.image}; {cfg.image} is not denied")

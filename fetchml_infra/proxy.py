@@ -1,19 +1,26 @@
 """The front proxy: Caddy owns the API's host port, and a deploy points it at one API container.
 
 Blue/green in three steps, each a resource of the stack: the new API container starts beside the old one
-(no host port), the HealthGate checks it directly, and only then does the Route below load a Caddy config
-that sends every new request to it and waits for the old container's requests in flight to finish. Pulumi
-deletes the old container after that. A release that fails its gate is never routed: the Route does not run.
+(no host port), the HealthGate checks it directly, and only then does the Route switch the proxy to it and
+wait for the old container's requests in flight. Pulumi deletes the old container after that. A release
+that fails its gate is never routed: the Route does not run.
 
-``config``, ``routed_upstream`` and ``image_of`` are pure; ``Admin`` is the thin edge over Caddy's admin API.
+The switch is one atomic rename of a file (the route file) that Caddy reads for every request through the
+``{file.*}`` placeholder in its upstream's dial address. The Caddy config itself is loaded through the admin
+API only when the proxy does not have it yet (a new or replaced proxy): a config reload rebinds the port
+and closes a connection arriving in that instant, a rename does not.
+
+``config``, ``routed_upstream`` and ``image_of`` are pure; ``Admin`` and the route file are thin edges.
 A multi-host engine keeps this shape: the upstream becomes the replicated API's service name.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,12 +28,15 @@ import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
 
 from fetchml_infra import host
+from fetchml_infra.config import StackConfig
 from fetchml_infra.provider_errors import Refused, reported
 
 SERVER = "fetchml"
 LISTEN_PORT = 8080  # inside the proxy container; the API's host port maps here
 ADMIN_PORT = 2019  # Caddy's admin API, published on loopback only
 GRACE = "30s"  # how long a replaced config's requests in flight may run on
+ROUTE_DIR = "/etc/fetchml-route"  # in the proxy container: the stack's route directory, mounted read-only
+ROUTE_FILE = "upstream"  # holds the one upstream every request goes to
 
 
 def upstream(prefix: str, image: str, port: int) -> str:
@@ -41,14 +51,21 @@ def image_of(prefix: str, dial: str | None) -> str | None:
     return name[len(head) :] if name.startswith(head) and len(name) > len(head) else None
 
 
+def placeholder(route_file: str) -> str:
+    return "{file." + route_file + "}"
+
+
 def config(
-    dial: str, health_path: str, *, listen: str = f":{LISTEN_PORT}", admin: str = f"0.0.0.0:{ADMIN_PORT}"
+    health_path: str,
+    *,
+    listen: str = f":{LISTEN_PORT}",
+    admin: str = f"0.0.0.0:{ADMIN_PORT}",
+    route_file: str = f"{ROUTE_DIR}/{ROUTE_FILE}",
 ) -> dict[str, Any]:
-    """The whole Caddy config that routes every request to ``dial``. Loaded in one request, so the switch is
-    atomic: a request goes to the old config's upstream or to the new one, never nowhere."""
+    """The whole Caddy config: every request goes to the upstream the route file names, read per request."""
     proxy = {
         "handler": "reverse_proxy",
-        "upstreams": [{"dial": dial}],
+        "upstreams": [{"dial": placeholder(route_file)}],
         # Active checks take a release that dies later out of rotation (a 503 instead of a hang); the
         # gate, not these, decides whether a release is routed at all.
         "health_checks": {"active": {"uri": health_path, "interval": "2s", "timeout": "2s"}},
@@ -65,12 +82,32 @@ def config(
 
 
 def routed_upstream(loaded: Mapping[str, Any]) -> str | None:
-    """The upstream a loaded config routes to; None for the image's initial config (a 503, nothing routed)."""
+    """The dial address of a loaded config's upstream (the route file's placeholder in ours); None for the
+    image's initial config (a 503, nothing routed)."""
     try:
         handler = loaded["apps"]["http"]["servers"][SERVER]["routes"][0]["handle"][0]
         return str(handler["upstreams"][0]["dial"]) if handler.get("handler") == "reverse_proxy" else None
     except (KeyError, IndexError, TypeError):
         return None
+
+
+def read_route(path: Path) -> str | None:
+    try:
+        return path.read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def write_route(path: Path, dial: str) -> None:
+    """Atomically: a request reads the old upstream or the new one, never a torn one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    with open(tmp, "w") as f:
+        f.write(dial + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
 
 
 class ProxyError(RuntimeError):
@@ -108,17 +145,25 @@ class Admin:
         return 0
 
 
-def switch(client: Admin, dial: str, health_path: str, drain_seconds: float, **where: str) -> dict[str, Any]:
-    """Route to ``dial``, then wait (at most ``drain_seconds``) until the previous upstream has no request
-    in flight. Returns what a deploy reports: the previous upstream, how long the drain took, what was left.
-    ``where``: the listen and admin addresses, for a Caddy that is not in the proxy container."""
-    previous = routed_upstream(client.loaded())
-    client.load(config(dial, health_path, **where))
+def switch(
+    client: Admin, route: Path, dial: str, health_path: str, drain_seconds: float, **where: str
+) -> dict[str, Any]:
+    """Route to ``dial``: rename it into the ``route`` file (host side), load the config only if the proxy
+    lacks it, then wait (at most ``drain_seconds``) until no request is in flight through the proxy, so the
+    old upstream's have finished. ``where``: listen, admin and route_file, for a Caddy outside its container.
+    Returns what a deploy reports: the previous upstream, how long the drain took, what was left."""
+    wanted = config(health_path, **where)
+    loaded = client.loaded()  # first: a proxy that does not answer is not switched at all
+    previous = read_route(route)
+    write_route(route, dial)
+    if loaded != wanted:
+        client.load(wanted)
     started, left = time.monotonic(), 0
     if previous and previous != dial:
+        upstream = str(routed_upstream(wanted))
         deadline = started + drain_seconds
-        while (left := client.in_flight(previous)) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        while (left := client.in_flight(upstream)) and time.monotonic() < deadline:
+            time.sleep(0.05)
     return {"previous": previous or "", "drained_seconds": round(time.monotonic() - started, 3), "left_in_flight": left}
 
 
@@ -127,9 +172,9 @@ class RouteProvider(ResourceProvider):
     goes with the stack, and a route removed from the program leaves the proxy where it was."""
 
     def _switch(self, props: dict[str, Any]) -> dict[str, Any]:
-        admin = Admin(props["admin"])
+        admin, route = Admin(props["admin"]), Path(props["route"])
         try:
-            done = switch(admin, props["upstream"], props["health_path"], float(props["drain_seconds"]))
+            done = switch(admin, route, props["upstream"], props["health_path"], float(props["drain_seconds"]))
         except ProxyError as exc:
             raise Refused(f"{exc}; the proxy was not switched to {props['upstream']}") from exc
         return {**props, **done}
@@ -139,7 +184,7 @@ class RouteProvider(ResourceProvider):
         return CreateResult(f"route-{props['stack']}", self._switch(props))
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        keys = ("admin", "upstream", "health_path", "proxy")
+        keys = ("admin", "upstream", "health_path", "proxy", "route")
         changed = [k for k in keys if olds.get(k) != news.get(k)]
         # The state can be wrong about the proxy (an update killed after the switch but before its record,
         # a proxy restarted from an older config): switch again unless it routes where the program says.
@@ -156,9 +201,10 @@ class RouteProvider(ResourceProvider):
 def live(props: Mapping[str, Any]) -> str | None:
     """The upstream the proxy routes to now; None when nothing is routed or it does not answer."""
     try:
-        return routed_upstream(Admin(str(props["admin"]), timeout=3).loaded())
+        loaded = Admin(str(props["admin"]), timeout=3).loaded()
     except ProxyError:
         return None
+    return read_route(Path(props["route"])) if loaded == config(str(props["health_path"])) else None
 
 
 class Route(pulumi.dynamic.Resource, module="fetchml", name="Route"):
@@ -172,6 +218,7 @@ class Route(pulumi.dynamic.Resource, module="fetchml", name="Route"):
         *,
         stack: str,
         admin: str,
+        route: str,
         upstream: str,
         health_path: str,
         proxy: pulumi.Input[str],
@@ -182,6 +229,7 @@ class Route(pulumi.dynamic.Resource, module="fetchml", name="Route"):
         props: dict[str, Any] = {
             "stack": stack,
             "admin": admin,
+            "route": route,
             "upstream": upstream,
             "health_path": health_path,
             "proxy": proxy,
@@ -200,9 +248,10 @@ def admin_url(bind_address: str, port: int) -> str:
     return f"http://{host}:{port}"
 
 
-def routed_image(prefix: str, admin: str) -> str | None:
+def routed_image(prefix: str, admin: str, route: Path, health_path: str) -> str | None:
     """The image the proxy routes to now; None when nothing is routed. ProxyError when it does not answer."""
-    return image_of(prefix, routed_upstream(Admin(admin, timeout=3).loaded()))
+    loaded = Admin(admin, timeout=3).loaded()
+    return image_of(prefix, read_route(route)) if loaded == config(health_path) else None
 
 
 @dataclass(frozen=True)
@@ -215,11 +264,16 @@ class Routing:
         return host.running_image(apps, replicas, self.image) if self.image else None
 
 
-def routed(prefix: str, bind_address: str, admin_port: int) -> Routing:
+def routed(cfg: StackConfig, project_dir: Path) -> Routing:
     """Where the stack's proxy routes, for status, recover and the CLI."""
-    url = admin_url(bind_address, admin_port)
+    prefix, url = cfg.name_prefix, admin_url(cfg.bind_address, cfg.proxy_admin_port)
     try:
-        image = routed_image(prefix, url)
+        image = routed_image(prefix, url, route_file(cfg, project_dir), cfg.health_path)
     except ProxyError as exc:
         return Routing(None, f"unknown: {exc} (is {prefix}-proxy running?)")
     return Routing(image, f"routes to api-{image}" if image else "routes nothing yet (answers 503)")
+
+
+def route_file(cfg: StackConfig, project_dir: Path) -> Path:
+    """The host side of the proxy's route file: the stack's own, beside its state, never in git."""
+    return (project_dir / ".state" / "proxy" / cfg.stack / ROUTE_FILE).resolve()

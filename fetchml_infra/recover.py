@@ -74,7 +74,7 @@ def _clear_pending(stack: Stack, deployment: dict[str, Any], say: Say) -> None:
     say(f"  cleared {len(pending)} pending operation(s): {ops}")
 
 
-def _record_unrecorded(cfg: StackConfig, log: str, say: Say) -> None:
+def _record_unrecorded(stack: Stack, cfg: StackConfig, log: str, say: Say) -> None:
     apps = host.app_containers(cfg.name_prefix)
     last = history.last_entry(audit.entries(log), cfg.stack)
     passed = history.last_passed(audit.entries(log), cfg.stack)
@@ -83,7 +83,7 @@ def _record_unrecorded(cfg: StackConfig, log: str, say: Say) -> None:
     if not strays:
         return
     image = strays[0]
-    running = proxy.routed(cfg.name_prefix, cfg.bind_address, cfg.proxy_admin_port).running(apps, cfg.worker_replicas)
+    running = proxy.routed(cfg, stack.project_dir).running(apps, cfg.worker_replicas)
     polled = health.poll(
         cfg.health_url,
         expected_version=image,
@@ -131,7 +131,7 @@ def recover(stack: Stack, load: Callable[..., StackConfig], say: Say) -> int:
     audit.require_appendable(log)
     _clear_locks(stack, say)
     # What ran is recorded before anything is removed: an orphan that ran the new image was a move too.
-    _record_unrecorded(cfg, log, say)
+    _record_unrecorded(stack, cfg, log, say)
     deployment = stack.deployment()
     _remove_orphans(cfg, deployment, say)
     _clear_pending(stack, deployment, say)
@@ -142,7 +142,7 @@ def recover(stack: Stack, load: Callable[..., StackConfig], say: Say) -> int:
     say("  refreshed the state from the Docker engine")
     passed = history.last_passed(audit.entries(log), cfg.stack)
     target = passed.to_image if passed else cfg.image
-    routing = proxy.routed(cfg.name_prefix, cfg.bind_address, cfg.proxy_admin_port)
+    routing = proxy.routed(cfg, stack.project_dir)
     running = routing.running(host.app_containers(cfg.name_prefix), cfg.worker_replicas)
     vanished = _vanished(stack.deployment(), target)
     last = history.last_entry(audit.entries(log), cfg.stack)

@@ -72,9 +72,11 @@ class FetchML(pulumi.ComponentResource):
         self.cfg = cfg
         # Pulumi runs the program in the project directory; the providers get the absolute path.
         self.audit_log = cfg.audit_log_path(Path.cwd())
+        self.route_file = proxy.route_file(cfg, Path.cwd())
         audit.require_intact(self.audit_log)  # fail before touching anything, on preview as well as up
         if not pulumi.runtime.is_dry_run():  # an update must be able to record itself before it moves anything
             audit.require_appendable(self.audit_log)
+            self.route_file.parent.mkdir(parents=True, exist_ok=True)  # Docker would make it root's own
         self.persistent = self._persistent(cfg)
         self.actor = current_actor()
         self.app = self._app(cfg, self.persistent)
@@ -150,6 +152,12 @@ class FetchML(pulumi.ComponentResource):
             networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=network.name)],
             # Caddy keeps the last config it loaded in /config, so a restarted proxy routes where it did; a
             # replaced one starts with a 503, and the Route (its input is this container's id) routes it again.
+            # The route file it reads for every request is the stack's, on the host (proxy.route_file).
+            volumes=[
+                docker.ContainerVolumeArgs(
+                    host_path=str(self.route_file.parent), container_path=proxy.ROUTE_DIR, read_only=True
+                )
+            ],
             ports=[
                 _port(cfg, proxy.LISTEN_PORT, cfg.api_host_port),
                 docker.ContainerPortArgs(internal=proxy.ADMIN_PORT, external=cfg.proxy_admin_port, ip=_admin_host(cfg)),
@@ -214,6 +222,7 @@ class FetchML(pulumi.ComponentResource):
             "proxy-route",
             stack=cfg.stack,
             admin=proxy.admin_url(cfg.bind_address, cfg.proxy_admin_port),
+            route=str(self.route_file),
             upstream=proxy.upstream(p, tag, cfg.health_port),
             health_path=cfg.health_path,
             proxy=persistent.proxy.id,

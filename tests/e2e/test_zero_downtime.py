@@ -1,11 +1,6 @@
-"""Zero downtime on the real engine, probed through the public port every 20 ms and counted.
-
-A failed deploy disturbs no request at all, and the broken release never answers through the proxy; the proxy
-container is the same one (ID and start time) from the first deploy to the last. A switch (deploy, rollback)
-reloads Caddy's config, and a reload can drop a connection that arrives in that instant (the old server
-closes it without a response; measured: about one switch in ten loses one request): those tests bound that
-to one dropped connection per switch, and nothing else may fail. The drop is issue 11's open point.
-"""
+"""Zero downtime on the real engine: a probe through the public port (every 20 ms, counted) sees no failed
+request during a deploy, a failed deploy and a rollback; a broken release never answers through the proxy;
+the proxy container is the same one (ID and start time) from the first deploy to the last."""
 
 from __future__ import annotations
 
@@ -57,12 +52,6 @@ def failures(seen: list[str]) -> list[str]:
     return [s for s in seen if not s.startswith("sha-")]
 
 
-def at_most_one_reload_drop(seen: list[str]) -> None:
-    """What a switch may lose today: one connection closed without a response when Caddy reloads."""
-    failed = failures(seen)
-    assert len(failed) <= 1 and all("disconnected" in f or "reset" in f for f in failed), failed
-
-
 def ok(done: subprocess.CompletedProcess[str], code: int = 0) -> str:
     out = done.stdout + done.stderr
     assert done.returncode == code, out[-4000:]
@@ -80,8 +69,7 @@ def test_staging_deploy_failed_deploy_and_rollback_fail_no_request(tmp_path: Pat
 
         with probing(p) as seen:
             ok(p.cli("deploy", "--image", B, "--reason", "release"))
-        at_most_one_reload_drop(seen)
-        assert seen[0] == A and seen[-1] == B and "HTTP 503" not in seen, sorted(set(seen))
+        assert failures(seen) == [] and seen[0] == A and seen[-1] == B, sorted(set(seen))
         assert dockerhost.inspect("container", p.api(A)) is None  # drained, then deleted
         b_api = dockerhost.identity(p.api(B))
 
@@ -94,8 +82,7 @@ def test_staging_deploy_failed_deploy_and_rollback_fail_no_request(tmp_path: Pat
 
         with probing(p) as seen:
             ok(p.cli("rollback", "--to", A, "--reason", "back"))
-        at_most_one_reload_drop(seen)
-        assert seen[0] == B and seen[-1] == A and "HTTP 503" not in seen, sorted(set(seen))
+        assert failures(seen) == [] and seen[0] == B and seen[-1] == A, sorted(set(seen))
 
         assert dockerhost.identity(f"{p.prefix}-proxy") == proxy  # never replaced, never restarted
         assert moves(p) == [

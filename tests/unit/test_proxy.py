@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from fetchml_infra import proxy
 from fetchml_infra.offline import REPO_ROOT
@@ -17,23 +18,36 @@ def test_upstream_and_image_are_inverse() -> None:
     assert proxy.image_of("fetchml-staging", None) is None
 
 
-def test_the_config_routes_everything_to_one_upstream_with_active_checks() -> None:
-    loaded = proxy.config("fx-api-sha-5d6e7f8:9101", "/health")
-    assert proxy.routed_upstream(loaded) == "fx-api-sha-5d6e7f8:9101"
+def test_the_config_routes_everything_to_the_upstream_the_route_file_names() -> None:
+    loaded = proxy.config("/health")
+    # Read per request: a switch renames the file and reloads nothing.
+    assert proxy.routed_upstream(loaded) == "{file./etc/fetchml-route/upstream}"
     server = loaded["apps"]["http"]["servers"][proxy.SERVER]
     assert server["listen"] == [":8080"] and server["automatic_https"] == {"disable": True}
     [handler] = server["routes"][0]["handle"]
     assert handler["health_checks"]["active"]["uri"] == "/health"
     assert loaded["admin"] == {"listen": "0.0.0.0:2019"}  # inside the container; published on loopback only
     assert loaded["apps"]["http"]["grace_period"] == proxy.GRACE
+    assert proxy.config("/healthz") != loaded  # the live config is compared whole, so it must say everything
+
+
+def test_the_route_file_is_replaced_whole(tmp_path: Path) -> None:
+    route = tmp_path / "proxy" / "staging" / "upstream"
+    assert proxy.read_route(route) is None
+    proxy.write_route(route, "fx-api-sha-1a2b3c4:9101")
+    proxy.write_route(route, "fx-api-sha-5d6e7f8:9101")
+    assert route.read_text() == "fx-api-sha-5d6e7f8:9101\n"
+    assert proxy.read_route(route) == "fx-api-sha-5d6e7f8:9101"
+    assert sorted(p.name for p in route.parent.iterdir()) == ["upstream"]  # no temporary left behind
+    assert route.stat().st_mode & 0o777 == 0o644  # Caddy in the container reads it
 
 
 def test_the_images_initial_config_routes_nothing() -> None:
     initial = json.loads((REPO_ROOT / "images" / "proxy" / "initial.json").read_text())
     assert proxy.routed_upstream(initial) is None
     assert proxy.routed_upstream({}) is None
-    # The switch replaces the whole config, so the initial one must agree on what stays.
-    assert initial["admin"] == proxy.config("x:1", "/h")["admin"]
+    # The first switch replaces the whole config, so the initial one must agree on what stays.
+    assert initial["admin"] == proxy.config("/h")["admin"]
     assert initial["apps"]["http"]["servers"][proxy.SERVER]["listen"] == [":8080"]
 
 
