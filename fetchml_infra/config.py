@@ -104,6 +104,16 @@ class StackConfig:
         return str((project_dir / Path(self.audit_log).expanduser()).resolve())
 
     @property
+    def proxy_admin_host(self) -> str:
+        """Loopback whatever bindAddress says: the admin API reconfigures the proxy."""
+        return "::1" if self.bind_address == "::1" else "127.0.0.1"
+
+    @property
+    def proxy_admin_url(self) -> str:
+        host = "[::1]" if self.proxy_admin_host == "::1" else self.proxy_admin_host
+        return f"http://{host}:{self.proxy_admin_port}"
+
+    @property
     def health_url(self) -> str:
         host = f"[{self.bind_address}]" if ":" in self.bind_address else self.bind_address
         if host in ("0.0.0.0", "[::]"):

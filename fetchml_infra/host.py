@@ -47,7 +47,7 @@ def needs(cfg: StackConfig) -> Needs:
         volumes=(f"{p}-redis-data", f"{p}-minio-data"),
         ports=(
             (cfg.bind_address, cfg.api_host_port, "api"),
-            ("::1" if cfg.bind_address == "::1" else "127.0.0.1", cfg.proxy_admin_port, "proxy-admin"),
+            (cfg.proxy_admin_host, cfg.proxy_admin_port, "proxy-admin"),
             (cfg.bind_address, cfg.redis_host_port, "redis"),
             (cfg.bind_address, cfg.minio_host_port, "minio"),
         ),

@@ -242,12 +242,6 @@ class Route(pulumi.dynamic.Resource, module="fetchml", name="Route"):
         super().__init__(RouteProvider(), name, props, opts)
 
 
-def admin_url(bind_address: str, port: int) -> str:
-    """The admin API stays on loopback whatever bindAddress says: it reconfigures the proxy."""
-    host = "[::1]" if bind_address == "::1" else "127.0.0.1"
-    return f"http://{host}:{port}"
-
-
 def routed_image(prefix: str, admin: str, route: Path, health_path: str) -> str | None:
     """The image the proxy routes to now; None when nothing is routed. ProxyError when it does not answer."""
     loaded = Admin(admin, timeout=3).loaded()
@@ -266,7 +260,7 @@ class Routing:
 
 def routed(cfg: StackConfig, project_dir: Path) -> Routing:
     """Where the stack's proxy routes, for status, recover and the CLI."""
-    prefix, url = cfg.name_prefix, admin_url(cfg.bind_address, cfg.proxy_admin_port)
+    prefix, url = cfg.name_prefix, cfg.proxy_admin_url
     try:
         image = routed_image(prefix, url, route_file(cfg, project_dir), cfg.health_path)
     except ProxyError as exc:

@@ -160,7 +160,9 @@ class FetchML(pulumi.ComponentResource):
             ],
             ports=[
                 _port(cfg, proxy.LISTEN_PORT, cfg.api_host_port),
-                docker.ContainerPortArgs(internal=proxy.ADMIN_PORT, external=cfg.proxy_admin_port, ip=_admin_host(cfg)),
+                docker.ContainerPortArgs(
+                    internal=proxy.ADMIN_PORT, external=cfg.proxy_admin_port, ip=cfg.proxy_admin_host
+                ),
             ],
             opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
@@ -221,7 +223,7 @@ class FetchML(pulumi.ComponentResource):
         route = proxy.Route(
             "proxy-route",
             stack=cfg.stack,
-            admin=proxy.admin_url(cfg.bind_address, cfg.proxy_admin_port),
+            admin=cfg.proxy_admin_url,
             route=str(self.route_file),
             upstream=proxy.upstream(p, tag, cfg.health_port),
             health_path=cfg.health_path,
@@ -279,10 +281,6 @@ def _direct_url(cfg: StackConfig, nets: Sequence[Any] | None) -> str:
     """The health URL of a container at its address on the stack network (empty before it has one)."""
     address = nets[0].ip_address if nets else None
     return f"http://{address}:{cfg.health_port}{cfg.health_path}" if address else ""
-
-
-def _admin_host(cfg: StackConfig) -> str:
-    return "::1" if cfg.bind_address == "::1" else "127.0.0.1"
 
 
 def _secret_file(path: str, value: str) -> docker.ContainerUploadArgs:

@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 
 from fetchml_infra import proxy
+from fetchml_infra.config import parse
 from fetchml_infra.offline import REPO_ROOT
+from tests.unit.test_config import SECRETS, good
 
 
 def test_upstream_and_image_are_inverse() -> None:
@@ -52,6 +54,10 @@ def test_the_images_initial_config_routes_nothing() -> None:
 
 
 def test_the_admin_api_is_on_loopback_whatever_the_bind_address() -> None:
-    assert proxy.admin_url("127.0.0.1", 2019) == "http://127.0.0.1:2019"
-    assert proxy.admin_url("0.0.0.0", 2019) == "http://127.0.0.1:2019"
-    assert proxy.admin_url("::1", 2020) == "http://[::1]:2020"
+    def admin(**extra: str) -> tuple[str, str]:
+        cfg = parse("staging", good(**extra), SECRETS)
+        return cfg.proxy_admin_host, cfg.proxy_admin_url
+
+    assert admin() == ("127.0.0.1", "http://127.0.0.1:2019")
+    assert admin(bindAddress="0.0.0.0", allowPublicBind="true") == ("127.0.0.1", "http://127.0.0.1:2019")
+    assert admin(bindAddress="::1", proxyAdminPort="2020") == ("::1", "http://[::1]:2020")
