@@ -37,12 +37,21 @@ class Needs:
     ports: tuple[tuple[str, int, str], ...]  # (bind address, host port, a PORT_SETTINGS key)
 
 
+def api_name(prefix: str, image: str) -> str:
+    """The container name of ``image``'s API (see APP_NAME)."""
+    return f"{prefix}-api-{image}"
+
+
+def worker_name(prefix: str, image: str, n: int) -> str:
+    return f"{prefix}-worker-{image}-{n}"
+
+
 def needs(cfg: StackConfig) -> Needs:
     p, tag = cfg.name_prefix, cfg.image
-    workers = tuple(f"{p}-worker-{tag}-{i}" for i in range(1, cfg.worker_replicas + 1))
+    workers = tuple(worker_name(p, tag, i) for i in range(1, cfg.worker_replicas + 1))
     return Needs(
         stack=cfg.stack,
-        containers=(f"{p}-api-{tag}", *workers, f"{p}-proxy", f"{p}-redis", f"{p}-minio"),
+        containers=(api_name(p, tag), *workers, f"{p}-proxy", f"{p}-redis", f"{p}-minio"),
         networks=(f"{p}-net",),
         volumes=(f"{p}-redis-data", f"{p}-minio-data"),
         ports=(

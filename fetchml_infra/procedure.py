@@ -220,7 +220,7 @@ def preview(stack: Stack) -> review.Review:
     verdict = audit.verify(log)
     passed = history.last_passed_to(audit.entries(log), cfg.stack, cfg.image) if verdict.ok else None
     routed = str(stack.outputs().get("routed") or "").rpartition(":")[0]
-    to = proxy.upstream(cfg.name_prefix, cfg.image, cfg.health_port).rpartition(":")[0]
+    to = host.api_name(cfg.name_prefix, cfg.image)
     switch = (routed, to) if any(s.name == "proxy-route" for s in steps) and routed != to else None
     return review.Review(
         stack=stack.name,

@@ -41,7 +41,7 @@ ROUTE_FILE = "upstream"  # holds the one upstream every request goes to
 
 def upstream(prefix: str, image: str, port: int) -> str:
     """Where the proxy dials an image's API: its container name on the stack network."""
-    return f"{prefix}-api-{image}:{port}"
+    return f"{host.api_name(prefix, image)}:{port}"
 
 
 def image_of(prefix: str, dial: str | None) -> str | None:
@@ -198,13 +198,19 @@ class RouteProvider(ResourceProvider):
         return None
 
 
+def live_upstream(admin: str, route: Path, health_path: str) -> str | None:
+    """The upstream the proxy sends every request to now: the route file's, when the proxy runs our config;
+    None when it runs another (a new proxy's 503). ProxyError when it does not answer."""
+    loaded = Admin(admin, timeout=3).loaded()
+    return read_route(route) if loaded == config(health_path) else None
+
+
 def live(props: Mapping[str, Any]) -> str | None:
-    """The upstream the proxy routes to now; None when nothing is routed or it does not answer."""
+    """The Route's view of ``live_upstream``: None also when the proxy does not answer."""
     try:
-        loaded = Admin(str(props["admin"]), timeout=3).loaded()
+        return live_upstream(str(props["admin"]), Path(props["route"]), str(props["health_path"]))
     except ProxyError:
         return None
-    return read_route(Path(props["route"])) if loaded == config(str(props["health_path"])) else None
 
 
 class Route(pulumi.dynamic.Resource, module="fetchml", name="Route"):
@@ -242,12 +248,6 @@ class Route(pulumi.dynamic.Resource, module="fetchml", name="Route"):
         super().__init__(RouteProvider(), name, props, opts)
 
 
-def routed_image(prefix: str, admin: str, route: Path, health_path: str) -> str | None:
-    """The image the proxy routes to now; None when nothing is routed. ProxyError when it does not answer."""
-    loaded = Admin(admin, timeout=3).loaded()
-    return image_of(prefix, read_route(route)) if loaded == config(health_path) else None
-
-
 @dataclass(frozen=True)
 class Routing:
     image: str | None  # what the proxy routes to; None: nothing, or it did not answer
@@ -262,7 +262,7 @@ def routed(cfg: StackConfig, project_dir: Path) -> Routing:
     """Where the stack's proxy routes, for status, recover and the CLI."""
     prefix, url = cfg.name_prefix, cfg.proxy_admin_url
     try:
-        image = routed_image(prefix, url, route_file(cfg, project_dir), cfg.health_path)
+        image = image_of(prefix, live_upstream(url, route_file(cfg, project_dir), cfg.health_path))
     except ProxyError as exc:
         return Routing(None, f"unknown: {exc} (is {prefix}-proxy running?)")
     return Routing(image, f"routes to api-{image}" if image else "routes nothing yet (answers 503)")

@@ -25,7 +25,7 @@ from typing import Any
 import pulumi
 import pulumi_docker as docker
 
-from fetchml_infra import audit, proxy
+from fetchml_infra import audit, host, proxy
 from fetchml_infra.app_access import APP_USER, ARTIFACTS_BUCKET, AppAccess
 from fetchml_infra.config import StackConfig
 from fetchml_infra.gate import AuditEntry, HealthGate, current_actor
@@ -196,7 +196,7 @@ class FetchML(pulumi.ComponentResource):
         )
         api = docker.Container(
             f"api-{tag}",
-            name=f"{p}-api-{tag}",
+            name=host.api_name(p, tag),
             image=api_image.image_id,
             envs=[*envs, f"FETCHML_HEALTH_PORT={cfg.health_port}"],
             uploads=credentials,
@@ -217,7 +217,7 @@ class FetchML(pulumi.ComponentResource):
             actor=self.actor,
             rollback_advice=rollback_advice(cfg),
             targets=pulumi.Output.all(api.id),
-            container=f"{p}-api-{tag}",
+            container=host.api_name(p, tag),
             opts=pulumi.ResourceOptions(parent=self),
         )
         route = proxy.Route(
@@ -239,7 +239,7 @@ class FetchML(pulumi.ComponentResource):
         workers = [
             docker.Container(
                 f"worker-{tag}-{i}",
-                name=f"{p}-worker-{tag}-{i}",
+                name=host.worker_name(p, tag, i),
                 image=worker_image.image_id,
                 envs=worker_envs,
                 uploads=credentials,
