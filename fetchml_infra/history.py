@@ -138,6 +138,13 @@ def last_passed(entries: Iterable[E], stack: str) -> E | None:
     return passed[-1] if passed else None
 
 
+def accounted_for(entries: Sequence[ChainEntry], stack: str) -> tuple[str | None, str | None]:
+    """The images the chain accounts for on the host: its last move's, and its last passed one's, which keeps
+    serving beside a release that failed its gate (a failed gate never routes its release)."""
+    last, passed = last_entry(entries, stack), last_passed(entries, stack)
+    return (last.to_image if last else None, passed.to_image if passed else None)
+
+
 @dataclass(frozen=True)
 class HistoryRow:
     time: str

@@ -122,13 +122,12 @@ def check_host(cfg: StackConfig, deployment: Mapping[str, Any], say: Say) -> Non
 
 def check_recorded(cfg: StackConfig, log: str) -> None:
     """The app containers run what the chain last recorded; otherwise a move went unrecorded."""
-    last = history.last_entry(audit.entries(log), cfg.stack)
+    entries = audit.entries(log)
+    last = history.last_entry(entries, cfg.stack)
     if last is None:
         return
     apps = host.app_containers(cfg.name_prefix)
-    passed = history.last_passed(audit.entries(log), cfg.stack)
-    # The last passed release may run beside a failed one: a failed gate never routes its release.
-    strays = host.images_other_than(apps, last.to_image, passed.to_image if passed else None)
+    strays = host.images_other_than(apps, *history.accounted_for(entries, cfg.stack))
     if strays:
         raise OperatorError(
             f"the app containers of stack '{cfg.stack}' run {', '.join(strays)} "

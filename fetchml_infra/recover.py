@@ -76,10 +76,7 @@ def _clear_pending(stack: Stack, deployment: dict[str, Any], say: Say) -> None:
 
 def _record_unrecorded(stack: Stack, cfg: StackConfig, log: str, say: Say) -> None:
     apps = host.app_containers(cfg.name_prefix)
-    last = history.last_entry(audit.entries(log), cfg.stack)
-    passed = history.last_passed(audit.entries(log), cfg.stack)
-    # The last passed release may run beside a failed one: a failed gate never routes its release.
-    strays = host.images_other_than(apps, last.to_image if last else None, passed.to_image if passed else None)
+    strays = host.images_other_than(apps, *history.accounted_for(audit.entries(log), cfg.stack))
     if not strays:
         return
     image = strays[0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fetchml_infra.history import (
+    accounted_for,
     classify,
     last_entry,
     last_passed,
@@ -104,6 +105,9 @@ def test_last_passed_skips_failures_other_stacks_and_adoption() -> None:
     passed = last_passed(chain, "staging")
     assert passed is not None and passed.to_image == "sha-1a2b3c4"
     assert last_passed(chain, "dev") is None
+    # After a failed gate the chain accounts for the failed release and the one that still serves.
+    assert accounted_for(chain, "staging") == ("sha-9c0ffee", "sha-1a2b3c4")
+    assert accounted_for(chain, "dev") == (None, None)
 
 
 def test_history_rows_label_plain_pulumi_up_rollbacks() -> None:
