@@ -202,6 +202,11 @@ def _roles(replicas: int) -> list[str]:
     return ["api", *(f"worker-{i}" for i in range(1, replicas + 1))]
 
 
+def _rank(role: str) -> int:
+    """The API first, then workers by number (worker-10 after worker-3)."""
+    return 0 if role == "api" else int(role.rpartition("-")[2])
+
+
 def complete(apps: Mapping[str, AppContainer], replicas: int) -> list[str]:
     """Images whose API and workers 1..replicas all run it, each container under its own image's name."""
     tags = sorted({c.tag for c in apps.values()})
@@ -241,14 +246,14 @@ def describe(apps: Mapping[str, AppContainer], replicas: int, image: str | None 
     """One line: 'api sha-1a2b3c4 (running), worker-1 sha-1a2b3c4 (stopped), worker-2 sha-1a2b3c4 missing',
     with the roles ``image`` lacks marked missing."""
     parts = []
-    order = {r: i for i, r in enumerate(_roles(16))}
-    for c in sorted(apps.values(), key=lambda c: (c.tag != image, c.tag, order.get(c.role, 99))):
+    wanted = _roles(replicas)
+    for c in sorted(apps.values(), key=lambda c: (c.tag != image, c.tag, _rank(c.role))):
         crashing = not c.running and c.restarts > 0
         state = "running" if c.running else (f"crash-looping, {c.restarts} restarts" if crashing else "stopped")
-        extra = ", extra" if c.role not in _roles(replicas) else ""
+        extra = ", extra" if c.role not in wanted else ""
         parts.append(f"{c.role} {c.image or 'without FETCHML_VERSION'} ({state}{extra})")
     have = {c.role for c in apps.values() if c.tag == image}
-    parts += [f"{r} {image} missing" for r in _roles(replicas) if image and r not in have]
+    parts += [f"{r} {image} missing" for r in wanted if image and r not in have]
     return ", ".join(parts) or "no app containers"
 
 
