@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import random
 import socket
+import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -105,3 +106,24 @@ def free_port() -> int:
         _GIVEN.add(port)
         return port
     raise RuntimeError("no free port on 127.0.0.1 between 20000 and 32000")
+
+
+@contextmanager
+def process(argv: list[str], ready: Callable[[], object], env: dict[str, str] | None = None) -> Iterator[None]:
+    """Run a real server (``argv``) for the block, entered once ``ready()`` stops raising (at most 5 s);
+    stderr goes where pytest captures it."""
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                ready()
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -4,8 +4,6 @@ Redis image), on a loopback port of its own."""
 from __future__ import annotations
 
 import shutil
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +11,7 @@ from typing import Any
 import pytest
 
 from fetchml_infra import jobqueue
-from tests.providers.scripted_server import free_port
+from tests.providers.scripted_server import free_port, process
 
 
 @pytest.fixture
@@ -21,22 +19,10 @@ def r(tmp_path: Path) -> Iterator[Any]:
     server = shutil.which("redis-server")
     assert server, "redis-server is installed by scripts/bootstrap (scripts/images.sh)"
     port = free_port()
-    proc = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL,
-    )
     client = jobqueue.connect(f"127.0.0.1:{port}")
-    try:
-        for _ in range(100):
-            try:
-                client.ping()
-                break
-            except Exception:
-                time.sleep(0.05)
+    argv = [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp_path)]
+    with process(argv, client.ping):
         yield client
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def take(r: Any, job: str, beating: bool) -> None:

@@ -5,7 +5,6 @@ the route file and reloads nothing), and a switch waits for the old backend's re
 from __future__ import annotations
 
 import os
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ import pytest
 
 from fetchml_infra import offline, proxy
 from tests.conftest import images
-from tests.providers.scripted_server import Reply, Script, free_port, ok, serve
+from tests.providers.scripted_server import Reply, Script, free_port, ok, process, serve
 
 
 def caddy_binary() -> Path:
@@ -34,24 +33,10 @@ def caddy(tmp_path: Path) -> Iterator[Caddy]:
     admin_port, port, route = free_port(), free_port(), tmp_path / "route" / "upstream"
     where = {"listen": f"127.0.0.1:{port}", "admin": f"127.0.0.1:{admin_port}", "route_file": str(route)}
     env = {"HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "config"), "XDG_DATA_HOME": str(tmp_path)}
-    proc = subprocess.Popen(
-        [str(caddy_binary()), "run", "--resume"],
-        env={**env, "CADDY_ADMIN": f"127.0.0.1:{admin_port}"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     admin = proxy.Admin(f"http://127.0.0.1:{admin_port}")
-    try:
-        for _ in range(100):
-            try:
-                admin.loaded()
-                break
-            except proxy.ProxyError:
-                time.sleep(0.05)
+    argv = [str(caddy_binary()), "run", "--resume"]
+    with process(argv, admin.loaded, env={**env, "CADDY_ADMIN": f"127.0.0.1:{admin_port}"}):
         yield admin, f"http://127.0.0.1:{port}/health", route, where
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def probe(url: str, stop: threading.Event, seen: list[str]) -> None:
