@@ -17,8 +17,7 @@ else
   chmod 1777 "$root/tmp"
   cp "$caddy_bin" "$root/usr/bin/caddy"
   cp "$REPO/images/proxy/initial.json" "$root/etc/caddy/initial.json"
-  printf 'root:x:0:0:root:/config:/usr/bin/caddy\n' >"$root/etc/passwd"
-  printf 'root:x:0:\n' >"$root/etc/group"
+  root_user "$root" /config /usr/bin/caddy
   import_image "$PROXY_IMAGE" "$root" "$proxy_key" \
     'CMD ["/usr/bin/caddy", "run", "--resume", "--config", "/etc/caddy/initial.json"]' \
     'ENV XDG_CONFIG_HOME=/config' 'ENV XDG_DATA_HOME=/data' 'EXPOSE 8080/tcp' 'EXPOSE 2019/tcp' \

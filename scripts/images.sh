@@ -53,6 +53,11 @@ docker info >/dev/null 2>&1 || "$REPO/scripts/docker-engine.sh"
 
 want() { [[ ,$only, == *,$1,* ]]; }
 hash12() { sha256sum | cut -c1-12; }
+# root_user ROOT HOME PROGRAM: the image's only user, root, as /etc/passwd and /etc/group say it.
+root_user() {
+  printf 'root:x:0:0:root:%s:%s\n' "$2" "$3" >"$1/etc/passwd"
+  printf 'root:x:0:\n' >"$1/etc/group"
+}
 # go_binary PATH PACKAGE@VERSION LDFLAGS WHAT COLD: `go install` PACKAGE@VERSION to PATH, built in a scratch
 # directory beside it and moved into place only when the build succeeded (a cut-off build leaves nothing).
 go_binary() {
@@ -176,8 +181,7 @@ else
     mkdir -p "$root$(dirname "$lib")"
     cp -L "$lib" "$root$lib"
   done
-  printf 'root:x:0:0:root:/data:/usr/bin/redis-server\n' >"$root/etc/passwd"
-  printf 'root:x:0:\n' >"$root/etc/group"
+  root_user "$root" /data /usr/bin/redis-server
   import_image "$REDIS_IMAGE" "$root" "$redis_key" \
     'CMD ["/usr/bin/redis-server", "--bind", "0.0.0.0", "--protected-mode", "no", "--dir", "/data", "--appendonly", "yes"]' \
     'WORKDIR /data' 'EXPOSE 6379/tcp' \
@@ -377,8 +381,7 @@ else
   cp "$minio_bin" "$root/usr/bin/minio"
   bin=$(standin_bin)
   cp "$bin" "$root/usr/bin/fetchml-standin" # its `healthcheck URL` is the HEALTHCHECK
-  printf 'root:x:0:0:root:/root:/usr/bin/minio\n' >"$root/etc/passwd"
-  printf 'root:x:0:\n' >"$root/etc/group"
+  root_user "$root" /root /usr/bin/minio
   import_image "$MINIO_IMAGE" "$root" "$minio_key" \
     'CMD ["/usr/bin/minio", "server", "/data", "--address", ":9000", "--console-address", ":9001"]' \
     'ENV HOME=/root' 'ENV MINIO_UPDATE=off' 'WORKDIR /data' 'EXPOSE 9000/tcp' 'EXPOSE 9001/tcp' \
