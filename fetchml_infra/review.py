@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fetchml_infra.audit.chain import count_entries
+from fetchml_infra.audit.line import count_entries
 from fetchml_infra.outcome import is_provider, one_line, resource_name
 
 MARKER = "<!-- fetchml-infra-preview -->"

@@ -12,23 +12,22 @@ lines above it pins them. A torn last line (a crash mid-write) blocks appends un
 newline makes its bytes a line of their own and a ``seal`` entry pins their sha256, the chain going on
 across it. The log is never rewritten, truncated or repaired here: damage is reported.
 
-``chain`` holds the pure part (entries, verification over bytes); ``logfile`` the file I/O and locking;
-``writable`` the check, run before a deploy changes anything, that an append could succeed; ``view`` what
-``tail`` and ``verify`` print about lines that are not entries (adopted plain lines, sealed torn lines).
+``line`` holds one line's format; ``scan``, ``seal`` and ``prefix`` verify a log's bytes (pure); ``logfile``
+the file I/O and locking; ``writable`` the check, run before a deploy changes anything, that an append could
+succeed; ``view`` what ``tail`` and ``verify`` print about lines that are not entries (adopted plain lines,
+sealed torn lines).
 """
 
-from fetchml_infra.audit.chain import (
+from fetchml_infra.audit.line import (
     ACTIONS,
     OUTCOMES,
     ZERO_HASH,
     AuditError,
     Entry,
     Problem,
-    Verdict,
     clean_value,
     count_entries,
     make_entry,
-    verify_bytes,
 )
 from fetchml_infra.audit.logfile import (
     LOCK_TIMEOUT,
@@ -41,6 +40,7 @@ from fetchml_infra.audit.logfile import (
     tail,
     verify,
 )
+from fetchml_infra.audit.scan import Verdict, verify_bytes
 from fetchml_infra.audit.writable import FREE_SPACE_MARGIN, require_appendable
 
 __all__ = [

@@ -16,18 +16,9 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from fetchml_infra.audit.chain import (
-    ZERO_HASH,
-    AuditError,
-    Entry,
-    Verdict,
-    _sha,
-    is_chained,
-    make_entry,
-    seal_pin,
-    seal_reason,
-    verify_bytes,
-)
+from fetchml_infra.audit.line import ZERO_HASH, AuditError, Entry, _sha, is_chained, make_entry
+from fetchml_infra.audit.scan import Verdict, verify_bytes
+from fetchml_infra.audit.seal import seal_pin, seal_reason
 
 PathLike = str | os.PathLike[str]
 LOCK_TIMEOUT = 60.0  # seconds a writer waits for another; an emergency entry should still get through

@@ -15,7 +15,7 @@ import errno
 import os
 from pathlib import Path
 
-from fetchml_infra.audit.chain import AuditError
+from fetchml_infra.audit.line import AuditError
 
 PathLike = str | os.PathLike[str]
 # Free space an append needs, with room to spare. An entry is a few hundred bytes, but file systems allocate

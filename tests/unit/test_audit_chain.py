@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from fetchml_infra import audit
 from fetchml_infra.audit import ZERO_HASH, AuditError, Entry, make_entry, verify
-from fetchml_infra.audit.chain import is_chained
+from fetchml_infra.audit.line import is_chained
 
 T = datetime(2024, 1, 15, 14, 30, tzinfo=UTC)
 PLAIN = (

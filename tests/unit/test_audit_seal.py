@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from fetchml_infra import audit, history
 from fetchml_infra.audit import ZERO_HASH, AuditError, Entry, make_entry, verify
-from fetchml_infra.audit.chain import seal_reason
+from fetchml_infra.audit.seal import seal_reason
 from tests.unit.test_audit_chain import LINE, T, chain, check, fields, hash_of
 
 BEFORE = chain(10)  # lines 1-10
