@@ -21,6 +21,7 @@ from rich.table import Table
 from fetchml_infra import (
     attempt,
     audit,
+    cli_sink,  # noqa: F401  (adds keygen, init-sink, sync, check-sink to audit_app)
     health,
     history,
     host,

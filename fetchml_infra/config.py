@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any, TypeVar, overload
 
 from fetchml_infra import passphrase
+from fetchml_infra.audit.checkpoint import parse_signers
+from fetchml_infra.audit.target import DEFAULT_RETENTION_DAYS, Target
 
 PROJECT = "fetchml"
 IMAGE_TAG = re.compile(r"^sha-[0-9a-f]{7,40}$")
@@ -85,6 +87,9 @@ class StackConfig:
     minio_app_secret_key: Secret  # the app's own MinIO key (fetchml_infra.app_access)
     worker_stop_grace_seconds: int  # a worker's job in flight finishes or goes back within this
     job_seconds: float  # how long a stand-in job takes (tests and benchmarks)
+    audit_sink: str  # http(s)://host[:port]/bucket of the write-once sink, "" for none (fetchml_infra.audit.sink)
+    audit_retention_days: int  # COMPLIANCE retention of each object in the sink
+    audit_signers: str  # name:base64-key pairs whose checkpoint signatures are trusted
 
     @property
     def required_compliance(self) -> str | None:
@@ -212,6 +217,15 @@ class _Reader:
             self._fail(key, "an IP address such as 127.0.0.1", raw)
         return raw
 
+    def parsed(self, key: str, default: str, check: Callable[[str], object]) -> str:
+        """A value that ``check`` accepts (its ValueError says what was expected and seen)."""
+        raw = self.get(key, default)
+        try:
+            check(raw)
+        except ValueError as exc:
+            self.problems.append(f"{key}: {exc}")
+        return raw
+
     def tag_list(self, key: str) -> tuple[str, ...]:
         raw = self.get(key)
         if raw is None:
@@ -270,6 +284,9 @@ def parse(
         minio_root_user=r.secret("minioRootUser"),
         minio_root_password=r.secret("minioRootPassword"),
         minio_app_secret_key=r.secret("minioAppSecretKey"),
+        audit_sink=r.parsed("auditSink", "", lambda v: v and Target.parse(v)),
+        audit_retention_days=r.number("auditRetentionDays", DEFAULT_RETENTION_DAYS, int, 1, 36500),
+        audit_signers=r.parsed("auditSigners", "", parse_signers),
     )
     if dev_passphrase and passphrase.needs_private(environment, compliance):
         r.problems.append(passphrase.refusal(stack, environment, compliance))

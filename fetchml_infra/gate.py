@@ -20,6 +20,8 @@ import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
 
 from fetchml_infra import audit, health, history, host
+from fetchml_infra.audit import shipping as shipping_
+from fetchml_infra.audit.shipping import Shipping
 from fetchml_infra.provider_errors import Refused, reported
 
 # Inputs whose change makes AuditEntry append: a change of the deployed image, never actor or reason alone.
@@ -39,17 +41,29 @@ def current_actor(env: dict[str, str] | None = None) -> str:
 
 
 def record_move(
-    log: str, *, stack: str, image: str, actor: str, outcome: str, reason: str, action: str | None = None
+    log: str,
+    *,
+    stack: str,
+    image: str,
+    actor: str,
+    outcome: str,
+    reason: str,
+    action: str | None = None,
+    shipping: Shipping | None = None,
+    notes: list[str] | None = None,
 ) -> audit.Entry | None:
     """Append the entry for moving ``stack`` to ``image``: deploy or rollback (unless ``action`` names it, as
     a destroy does), and from what, as the chain says (fetchml_infra.history.classify). None, and nothing
     written, when the chain's last move already went to ``image``: that is no change of the running image,
-    and no entry may claim one."""
+    and no entry may claim one. With ``shipping``, the log first takes the sink's newer lines (another
+    operator's), and the entry goes to the sink too; why it did not is added to ``notes``."""
+    shipping_.catch_up(log, shipping)
     classified, from_image = history.classify(audit.entries(log), stack, image)
     if from_image == image:
         return None
-    return audit.append(
+    entry, note = shipping_.append(
         log,
+        shipping,
         action=action or classified,
         outcome=outcome,
         from_image=from_image,
@@ -58,9 +72,17 @@ def record_move(
         reason=reason,
         stack=stack,
     )
+    if note and notes is not None:
+        notes.append(note)
+    return entry
 
 
-def _record(props: dict[str, Any], outcome: str, reason: str) -> audit.Entry | None:
+def props_shipping(props: dict[str, Any]) -> Shipping | None:
+    """The shipping a provider's inputs name (``audit_sink``, ``audit_retention_days``)."""
+    return shipping_.connect(props.get("audit_sink") or "", int(props.get("audit_retention_days") or 1), props["stack"])
+
+
+def _record(props: dict[str, Any], outcome: str, reason: str, notes: list[str] | None = None) -> audit.Entry | None:
     return record_move(
         props["audit_log"],
         stack=props["stack"],
@@ -68,6 +90,8 @@ def _record(props: dict[str, Any], outcome: str, reason: str) -> audit.Entry | N
         actor=props["actor"],
         outcome=outcome,
         reason=reason,
+        shipping=props_shipping(props),
+        notes=notes,
     )
 
 
@@ -158,6 +182,7 @@ class HealthGate(pulumi.dynamic.Resource, module="fetchml", name="HealthGate"):
         timeout: float,
         stack: str,
         audit_log: str,
+        audit_sink: tuple[str, int] = ("", 0),
         actor: str,
         rollback_advice: str,
         targets: pulumi.Input[list[str]],
@@ -172,6 +197,8 @@ class HealthGate(pulumi.dynamic.Resource, module="fetchml", name="HealthGate"):
             "timeout": timeout,
             "stack": stack,
             "audit_log": audit_log,
+            "audit_sink": audit_sink[0],
+            "audit_retention_days": audit_sink[1],
             "actor": actor,
             "rollback_advice": rollback_advice,
             "targets": targets,
@@ -191,8 +218,10 @@ class AuditEntryProvider(ResourceProvider):
     def _append(self, props: dict[str, Any], olds: dict[str, Any] | None) -> dict[str, Any]:
         log = props["audit_log"]
         expected = (olds["head"], int(olds["length"])) if olds and olds.get("head") else (None, None)
+        shipping_.catch_up(log, props_shipping(props))  # the recorded head may be another operator's entry
         audit.require_intact(log, *expected, consequence="Nothing was recorded.")
-        entry = _record(props, "success", props["reason"] or "-")
+        notes: list[str] = []
+        entry = _record(props, "success", props["reason"] or "-", notes)
         head, length = audit.head(log)
         if entry is None:  # the chain already ends at this image: nothing moved, nothing to record
             kept = olds or {}
@@ -202,8 +231,16 @@ class AuditEntryProvider(ResourceProvider):
                 "action": kept.get("action") or "none",
                 "head": head,
                 "length": length,
+                "shipping": "",
             }
-        return {**props, "entry": entry.render(), "action": entry.action, "head": head, "length": length}
+        return {
+            **props,
+            "entry": entry.render(),
+            "action": entry.action,
+            "head": head,
+            "length": length,
+            "shipping": "; ".join(notes),
+        }
 
     @reported(audit.AuditError, OSError)
     def create(self, props: dict[str, Any]) -> CreateResult:
@@ -228,6 +265,7 @@ class AuditEntry(pulumi.dynamic.Resource, module="fetchml", name="AuditEntry"):
     length: pulumi.Output[int]
     action: pulumi.Output[str]
     entry: pulumi.Output[str]
+    shipping: pulumi.Output[str]  # why the entry was not shipped to the sink, when it was not
 
     def __init__(
         self,
@@ -236,6 +274,7 @@ class AuditEntry(pulumi.dynamic.Resource, module="fetchml", name="AuditEntry"):
         image: str,
         stack: str,
         audit_log: str,
+        audit_sink: tuple[str, int] = ("", 0),
         actor: str,
         reason: str,
         gate: pulumi.Input[bool],
@@ -245,6 +284,8 @@ class AuditEntry(pulumi.dynamic.Resource, module="fetchml", name="AuditEntry"):
             "image": image,
             "stack": stack,
             "audit_log": audit_log,
+            "audit_sink": audit_sink[0],
+            "audit_retention_days": audit_sink[1],
             "actor": actor,
             "reason": reason,
             "gate": gate,
@@ -252,5 +293,6 @@ class AuditEntry(pulumi.dynamic.Resource, module="fetchml", name="AuditEntry"):
             "length": None,
             "action": None,
             "entry": None,
+            "shipping": None,
         }
         super().__init__(AuditEntryProvider(), name, props, opts)

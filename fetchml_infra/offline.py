@@ -1,8 +1,9 @@
 """The one place that says how this project runs Pulumi without the internet.
 
 Every script (through ``scripts/env.sh``), every test (through ``tests/conftest.py``) and the CLI take their
-environment from :func:`environment`: the toolchain directories on PATH, a file state backend, a passphrase
-for the secrets provider, and no update checks or plugin downloads. A value the caller already set wins, so a
+environment from :func:`environment`: the toolchain directories on PATH, a state backend (the checkout's files,
+or S3 on the ops endpoint that ``FETCHML_OPS_ENV`` names), a passphrase for the secrets provider, and no update
+checks or plugin downloads. A value the caller already set wins, so a
 user can point at their own backend or passphrase.
 
 Run ``python -m fetchml_infra.offline`` to print the same settings as shell ``export`` lines.
@@ -16,6 +17,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from fetchml_infra import ops_store
 from fetchml_infra.passphrase import DEV_PASSPHRASE
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -88,6 +90,7 @@ def environment(base: Mapping[str, str] | None = None, cli: str | None = None) -
     ours = {str(d) for d in dirs.values()}
     rest = [p for p in env.get("PATH", "/usr/local/bin:/usr/bin:/bin").split(os.pathsep) if p not in ours | set(front)]
     env["PATH"] = os.pathsep.join(front + rest)
+    ops_store.layer(env)  # a team's shared S3 endpoint, when FETCHML_OPS_ENV names one
     env.setdefault("PULUMI_BACKEND_URL", f"file://{REPO_ROOT / '.state' / 'backend'}")
     if "PULUMI_CONFIG_PASSPHRASE_FILE" not in env:
         env.setdefault("PULUMI_CONFIG_PASSPHRASE", DEV_PASSPHRASE)
@@ -116,6 +119,12 @@ _EXPORTED = (
     "PATH",
     "PULUMI_BACKEND_URL",
     "PULUMI_CONFIG_PASSPHRASE",
+    "FETCHML_OPS_S3",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_REGION",
+    "AWS_EC2_METADATA_DISABLED",
+    "AWS_RESPONSE_CHECKSUM_VALIDATION",
     "PULUMI_SKIP_UPDATE_CHECK",
     "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION",
     "PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK",

@@ -15,6 +15,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from fetchml_infra import audit, history, host, lock, offline, passphrase, ports
+from fetchml_infra.audit import checkpoint
+from fetchml_infra.audit import shipping as shipping_
+from fetchml_infra.audit.checkpoint import parse_signers
 from fetchml_infra.config import StackConfig
 from fetchml_infra.workspace import OperatorError, Stack, image_present, pull
 
@@ -87,6 +90,27 @@ def check_audit(log: str, outputs: Mapping[str, Any], say: Say) -> None:
     say("  ok  audit log can be appended to")
 
 
+def check_sink(cfg: StackConfig, log: str, say: Say) -> None:
+    """The fast form of check-sink: the log and the sink in step (another operator's entries taken in, unshipped
+    ones sent). A fork refuses; an unreachable sink refuses on a HIPAA stack and is a warning elsewhere."""
+    if not cfg.audit_sink:
+        if cfg.compliance_mode == "hipaa":
+            say("  warning: complianceMode hipaa without an auditSink: the audit chain lives on this host only")
+        return
+    try:
+        shipping = shipping_.connect(cfg.audit_sink, cfg.audit_retention_days, cfg.stack)
+        assert shipping is not None
+        lines = shipping_.before_change(
+            log, shipping, parse_signers(cfg.audit_signers), hipaa=cfg.compliance_mode == "hipaa"
+        )
+    except shipping_.Diverged as exc:
+        raise OperatorError(f"{exc}\nNothing was changed.", code=EXIT_CHECKS_FAILED) from exc
+    except (audit.AuditError, checkpoint.CheckpointError) as exc:
+        raise OperatorError(str(exc)) from exc
+    for line in lines:
+        say(f"  {line}")
+
+
 def orphans(cfg: StackConfig, deployment: Mapping[str, Any]) -> list[host.AppContainer]:
     """App containers an interrupted update left behind, unknown to the state (see host.orphans)."""
     managed = host.managed(deployment)["container"]
@@ -156,6 +180,7 @@ def preflight(stack: Stack, cfg: StackConfig, say: Say) -> None:
     check_orphans(cfg, deployment)
     check_images(cfg, say)
     log = stack.audit_log(cfg)
+    check_sink(cfg, log, say)
     check_audit(log, stack.outputs(), say)
     check_host(cfg, deployment, say)
     check_recorded(cfg, log)

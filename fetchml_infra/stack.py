@@ -27,6 +27,8 @@ import pulumi_docker as docker
 
 from fetchml_infra import audit, host, proxy
 from fetchml_infra.app_access import APP_USER, ARTIFACTS_BUCKET, AppAccess
+from fetchml_infra.audit import shipping as shipping_
+from fetchml_infra.audit.checkpoint import parse_signers
 from fetchml_infra.config import StackConfig
 from fetchml_infra.gate import AuditEntry, HealthGate, current_actor
 
@@ -66,6 +68,17 @@ def rollback_advice(cfg: StackConfig) -> str:
     return f"roll back with: {command}"
 
 
+def _sink_in_step(cfg: StackConfig, log: str) -> None:
+    """The plain `pulumi up` path's fast sink check (the CLI's preflight runs the same): a HIPAA stack whose
+    sink cannot take the entry fails here, before any resource is registered."""
+    shipping = shipping_.connect(cfg.audit_sink, cfg.audit_retention_days, cfg.stack)
+    if shipping is not None:
+        signers = parse_signers(cfg.audit_signers)
+        for line in shipping_.before_change(log, shipping, signers, hipaa=cfg.compliance_mode == "hipaa"):
+            if line.startswith("warning"):
+                pulumi.log.warn(line.removeprefix("warning: "))
+
+
 class FetchML(pulumi.ComponentResource):
     def __init__(self, name: str, cfg: StackConfig, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("fetchml:index:FetchML", name, None, opts)
@@ -76,6 +89,7 @@ class FetchML(pulumi.ComponentResource):
         audit.require_intact(self.audit_log)  # fail before touching anything, on preview as well as up
         if not pulumi.runtime.is_dry_run():  # an update must be able to record itself before it moves anything
             audit.require_appendable(self.audit_log)
+            _sink_in_step(cfg, self.audit_log)
             self.route_file.parent.mkdir(parents=True, exist_ok=True)  # Docker would make it root's own
         self.persistent = self._persistent(cfg)
         self.actor = current_actor()
@@ -85,6 +99,7 @@ class FetchML(pulumi.ComponentResource):
             image=cfg.image,
             stack=cfg.stack,
             audit_log=self.audit_log,
+            audit_sink=(cfg.audit_sink, cfg.audit_retention_days),
             actor=self.actor,
             reason=cfg.deploy_reason,
             gate=self.gate.healthy,
@@ -214,6 +229,7 @@ class FetchML(pulumi.ComponentResource):
             timeout=cfg.health_timeout_seconds,
             stack=cfg.stack,
             audit_log=self.audit_log,
+            audit_sink=(cfg.audit_sink, cfg.audit_retention_days),
             actor=self.actor,
             rollback_advice=rollback_advice(cfg),
             targets=pulumi.Output.all(api.id),
@@ -271,6 +287,8 @@ class FetchML(pulumi.ComponentResource):
         pulumi.export("audit_head", self.audit.head)
         pulumi.export("audit_length", self.audit.length)
         pulumi.export("audit_action", self.audit.action)
+        pulumi.export("audit_sink", cfg.audit_sink)
+        pulumi.export("audit_shipping", self.audit.shipping)
 
 
 def _host(cfg: StackConfig) -> str:

@@ -262,6 +262,21 @@ def _write(path: Path, fd: int, entry: Entry, lead: bytes = b"") -> None:
         )
 
 
+def _head_for_append(p: Path, fd: int, size: int) -> str:
+    """The hash the next entry links to; AuditError when the last line is torn or plain."""
+    if not size:
+        return ZERO_HASH
+    if os.pread(fd, 1, size - 1) != b"\n":
+        torn = size - _complete_end(fd, size)
+        raise AuditError(
+            f"{p}: expected the log to end with a newline, but its last line is incomplete ({torn} "
+            f"bytes, probably a write cut off by a crash). Nothing was appended. {_verify_hint(p)}; if "
+            f"that is the only problem, keep the torn bytes and go on with: fetchml-infra audit seal "
+            f"--log {p} --stack <stack>"
+        )
+    return _head_of(p, _last_lines(fd, size, 1)[0])
+
+
 def append(
     path: PathLike,
     *,
@@ -286,19 +301,8 @@ def append(
             "seal() (fetchml-infra audit seal) writes them"
         )
     with _appending(p, lock_timeout) as (fd, size):
-        prev = ZERO_HASH
-        if size:
-            if os.pread(fd, 1, size - 1) != b"\n":
-                torn = size - _complete_end(fd, size)
-                raise AuditError(
-                    f"{p}: expected the log to end with a newline, but its last line is incomplete ({torn} "
-                    f"bytes, probably a write cut off by a crash). Nothing was appended. {_verify_hint(p)}; if "
-                    f"that is the only problem, keep the torn bytes and go on with: fetchml-infra audit seal "
-                    f"--log {p} --stack <stack>"
-                )
-            prev = _head_of(p, _last_lines(fd, size, 1)[0])
         entry = make_entry(
-            prev,
+            _head_for_append(p, fd, size),
             action=action,
             outcome=outcome,
             from_image=from_image,

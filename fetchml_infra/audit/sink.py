@@ -1,0 +1,238 @@
+"""The write-once sink: an S3 bucket with Object Lock that holds every line of a stack's chain, and a signed
+checkpoint after each append. The thin S3 edge (boto3); what to send and what the findings are is decided in
+``shipping`` and ``findings``.
+
+Layout: ``entries/<stack>/<index:012d>`` holds line ``index`` (0-based) of the local log, its exact bytes with
+the newline; ``checkpoints/<stack>/<length:012d>`` a signed note of (origin, length, head). Every object is
+written create-only (``If-None-Match: *``), with COMPLIANCE retention: nobody, the bucket's owner included, can
+delete or overwrite it before the retention ends. A second writer at an index gets 412 and re-syncs.
+
+Credentials come from boto3's usual places (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, a profile): give the
+deploy host a key that can put and read, never delete or bypass retention.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from fetchml_infra.audit.findings import SinkEntry, SinkView
+from fetchml_infra.audit.target import SinkError, Taken, Target
+
+_PARALLEL = 16  # concurrent reads when check-sink fetches every object
+
+
+def _status(exc: ClientError) -> int:
+    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+
+
+class Sink:
+    """One stack's entries and checkpoints in the sink bucket."""
+
+    def __init__(self, target: Target, stack: str) -> None:
+        self.target, self.stack = target, stack
+        self.origin = f"{target.bucket}/{stack}"
+        self._s3: Any = boto3.session.Session().client(
+            "s3",
+            endpoint_url=target.endpoint,
+            region_name=boto3.session.Session().region_name or "us-east-1",
+            config=Config(
+                connect_timeout=3,
+                read_timeout=15,
+                retries={"max_attempts": 2, "mode": "standard"},
+                s3={"addressing_style": "path"},
+                max_pool_connections=_PARALLEL,
+            ),
+        )
+
+    def key(self, index: int) -> str:
+        return f"entries/{self.stack}/{index:012d}"
+
+    def _call(self, what: str, fn: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(Bucket=self.target.bucket, **kwargs)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if _status(exc) == 412 or code == "PreconditionFailed":
+                raise Taken(kwargs.get("Key", "")) from None
+            if code == "NoSuchKey" or (_status(exc) == 404 and code != "NoSuchBucket"):
+                raise KeyError(kwargs.get("Key", "")) from None
+            raise SinkError(f"audit sink {self.target.url()}: {what} failed: {code or _status(exc)}: {exc}") from None
+        except (BotoCoreError, OSError) as exc:
+            raise SinkError(f"audit sink {self.target.url()} is unreachable ({what}): {exc}") from None
+
+    # -- writing ---------------------------------------------------------------------------------------
+    def _put(self, key: str, body: bytes, metadata: dict[str, str]) -> None:
+        until = datetime.now(UTC) + timedelta(days=self.target.retention_days)
+        self._call(
+            f"writing {key}",
+            self._s3.put_object,
+            Key=key,
+            Body=body,
+            IfNoneMatch="*",
+            ObjectLockMode="COMPLIANCE",
+            ObjectLockRetainUntilDate=until,
+            Metadata=metadata,
+        )
+
+    def put_entry(self, index: int, line: bytes) -> None:
+        """Create line ``index``; Taken if another writer was first."""
+        meta = {"index": str(index), "stack": self.stack, "sha256": hashlib.sha256(line).hexdigest()}
+        self._put(self.key(index), line, meta)
+
+    def put_checkpoint(self, length: int, note: str) -> None:
+        self._put(
+            f"checkpoints/{self.stack}/{length:012d}", note.encode(), {"length": str(length), "stack": self.stack}
+        )
+
+    # -- reading ---------------------------------------------------------------------------------------
+    def sha256_at(self, index: int) -> str | None:
+        """The sha256 of line ``index`` as its metadata records it, or None when the sink lacks it."""
+        try:
+            head = self._call(f"reading {self.key(index)}", self._s3.head_object, Key=self.key(index))
+        except KeyError:
+            return None
+        return str(head.get("Metadata", {}).get("sha256", ""))
+
+    def _keys(self, prefix: str, after: str = "") -> Iterator[str]:
+        pages = self._s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.target.bucket, Prefix=prefix, StartAfter=after
+        )
+        try:
+            for page in pages:
+                yield from (o["Key"] for o in page.get("Contents", []))
+        except (ClientError, BotoCoreError, OSError) as exc:
+            raise SinkError(f"audit sink {self.target.url()}: listing {prefix} failed: {exc}") from None
+
+    def body(self, key: str, version: str | None = None) -> bytes:
+        extra = {"VersionId": version} if version else {}
+        return bytes(self._call(f"reading {key}", self._s3.get_object, Key=key, **extra)["Body"].read())
+
+    def lines_from(self, index: int) -> list[bytes]:
+        """The sink's lines at ``index`` and after, as long as they are contiguous. Read key by key: a GET sees
+        a write at once, where MinIO's listing may lag behind it (a writer that just lost a race must see the
+        winner's line)."""
+        out: list[bytes] = []
+        while True:
+            try:
+                out.append(self.body(self.key(index + len(out))))
+            except KeyError:
+                return out
+
+    def length(self) -> int:
+        """How many contiguous lines the sink holds from index 0: a listing, then GETs past where it ends."""
+        n = 0
+        for key in self._keys(f"entries/{self.stack}/"):
+            if key != self.key(n):
+                break
+            n += 1
+        while self.sha256_at(n) is not None:
+            n += 1
+        return n
+
+    def view(self) -> SinkView:
+        """Everything check-sink compares: every version of every object, each latest body and its lock."""
+        view = SinkView(bucket_lock=self._bucket_lock())
+        versions: dict[str, list[dict[str, Any]]] = {}
+        pages = self._s3.get_paginator("list_object_versions").paginate(Bucket=self.target.bucket)
+        try:
+            for page in pages:
+                for v in page.get("Versions", []):
+                    versions.setdefault(v["Key"], []).append(v)
+                for m in page.get("DeleteMarkers", []):
+                    versions.setdefault(m["Key"], []).append({**m, "marker": True})
+        except (ClientError, BotoCoreError, OSError) as exc:
+            raise SinkError(f"audit sink {self.target.url()}: listing versions failed: {exc}") from None
+        entries = f"entries/{self.stack}/"
+        checkpoints = f"checkpoints/{self.stack}/"
+        mine = {k: vs for k, vs in versions.items() if k.startswith((entries, checkpoints))}
+        with ThreadPoolExecutor(_PARALLEL) as pool:
+            read = dict(zip(mine, pool.map(self._read_key, mine.items()), strict=True))
+        for key, (body, head, vs) in read.items():
+            name = key.rpartition("/")[2]
+            if key.startswith(checkpoints):
+                if name.isdigit():
+                    view.checkpoints[int(name)] = body
+                else:
+                    view.strays.append(key)
+            elif not (name.isdigit() and len(name) == 12) or not body:
+                view.strays.append(key)
+            else:
+                meta = head.get("Metadata", {})
+                view.entries[int(name)] = SinkEntry(
+                    body=body[0],
+                    meta_index=meta.get("index"),
+                    meta_stack=meta.get("stack"),
+                    versions=sum(1 for v in vs if not v.get("marker")),
+                    delete_markers=sum(1 for v in vs if v.get("marker")),
+                    mode=head.get("ObjectLockMode"),
+                    retain_until=head.get("ObjectLockRetainUntilDate"),
+                    written=head.get("LastModified"),
+                )
+        return view
+
+    def _read_key(self, item: tuple[str, list[dict[str, Any]]]) -> tuple[list[Any], dict[str, Any], list[Any]]:
+        """(bodies: the latest for an entry, every version's for a checkpoint; the latest's head; versions)."""
+        key, vs = item
+        live = [v for v in vs if not v.get("marker")]
+        if key.startswith("checkpoints/"):
+            return [self.body(key, v["VersionId"]).decode(errors="replace") for v in live], {}, vs
+        latest = max(live, key=lambda v: v["LastModified"], default=None)  # under a delete marker too
+        if latest is None:
+            return [], {}, vs
+        extra = {"VersionId": latest["VersionId"]} if latest.get("VersionId") not in (None, "null") else {}
+        head = self._call(f"reading {key}", self._s3.head_object, Key=key, **extra)
+        return [self.body(key, extra.get("VersionId"))], head, vs
+
+    def _bucket_lock(self) -> tuple[str | None, int | None]:
+        try:
+            got = self._s3.get_object_lock_configuration(Bucket=self.target.bucket)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code == "NoSuchBucket":
+                raise SinkError(
+                    f"audit sink {self.target.url()}: no bucket {self.target.bucket!r}; create it with "
+                    f"fetchml-infra audit init-sink --stack {self.stack}"
+                ) from None
+            if code in ("ObjectLockConfigurationNotFoundError", "InvalidRequest"):
+                return None, None
+            raise SinkError(f"audit sink {self.target.url()}: reading its lock failed: {code}: {exc}") from None
+        except (BotoCoreError, OSError) as exc:
+            raise SinkError(f"audit sink {self.target.url()} is unreachable: {exc}") from None
+        rule = got.get("ObjectLockConfiguration", {}).get("Rule", {}).get("DefaultRetention", {})
+        days = rule.get("Days") or (rule.get("Years", 0) * 365) or None
+        return rule.get("Mode"), days
+
+    # -- setting up ------------------------------------------------------------------------------------
+    def create_bucket(self) -> str:
+        """Create the bucket with Object Lock and a COMPLIANCE default, or check an existing one's lock."""
+        try:
+            self._call("creating the bucket", self._s3.create_bucket, ObjectLockEnabledForBucket=True)
+            made = True
+        except SinkError as exc:
+            if "BucketAlreadyOwnedByYou" not in str(exc) and "BucketAlreadyExists" not in str(exc):
+                raise
+            made = False
+        if made:
+            self._call(
+                "setting the default retention",
+                self._s3.put_object_lock_configuration,
+                ObjectLockConfiguration={
+                    "ObjectLockEnabled": "Enabled",
+                    "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": self.target.retention_days}},
+                },
+            )
+        mode, days = self._bucket_lock()
+        if mode != "COMPLIANCE":
+            raise SinkError(
+                f"audit sink {self.target.url()}: the bucket exists without COMPLIANCE object lock (saw {mode}); "
+                f"Object Lock can only be enabled when a bucket is created: use a new bucket"
+            )
+        return f"{'created' if made else 'found'} {self.target.url()}: object lock COMPLIANCE, default {days} days"

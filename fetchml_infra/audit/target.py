@@ -1,0 +1,37 @@
+"""Where a stack's write-once audit sink is (config ``auditSink``) and how reaching it fails: kept apart from the
+S3 client, so that reading config or starting the CLI does not load boto3."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+DEFAULT_RETENTION_DAYS = 2190  # six years: HIPAA's documentation retention (45 CFR 164.316(b)(2)(i))
+
+
+class SinkError(Exception):
+    """The sink cannot be reached or is not set up as a sink; the message says which and what to do."""
+
+
+class Taken(Exception):
+    """Another writer already created the object at this index."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a stack's sink is: config ``auditSink`` is ``http(s)://host[:port]/bucket``."""
+
+    endpoint: str
+    bucket: str
+    retention_days: int = DEFAULT_RETENTION_DAYS
+
+    @classmethod
+    def parse(cls, url: str, retention_days: int = DEFAULT_RETENTION_DAYS) -> Target:
+        parts = urlsplit(url)
+        bucket = parts.path.strip("/")
+        if parts.scheme not in ("http", "https") or not parts.netloc or not bucket or "/" in bucket:
+            raise ValueError(f"expected http(s)://host[:port]/bucket (an S3 endpoint and a bucket), saw {url!r}")
+        return cls(f"{parts.scheme}://{parts.netloc}", bucket, retention_days)
+
+    def url(self) -> str:
+        return f"{self.endpoint}/{self.bucket}"

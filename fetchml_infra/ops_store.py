@@ -1,0 +1,94 @@
+"""The ops S3 endpoint: where shared state and the audit sink live when a team shares a stack.
+
+``FETCHML_OPS_ENV`` names a file of ``KEY=VALUE`` lines (``scripts/ops-store.sh`` writes one for the local
+stand-in): ``FETCHML_OPS_S3`` (the endpoint) and the usual ``AWS_*`` credentials. ``fetchml_infra.offline``
+reads it, so the Pulumi backend becomes ``s3://fetchml-state`` on that endpoint; without it the backend stays
+the checkout's file backend. ``python -m fetchml_infra.ops_store`` creates the two buckets.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from urllib.parse import urlsplit
+
+STATE_BUCKET = "fetchml-state"
+AUDIT_BUCKET = "fetchml-audit"
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """The KEY=VALUE lines of ``path`` (comments and blank lines skipped); ValueError naming a bad line."""
+    out: dict[str, str] = {}
+    for n, raw in enumerate(path.read_text().splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"FETCHML_OPS_ENV {path} line {n}: expected KEY=VALUE, saw {raw[:40]!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def backend_url(endpoint: str) -> str:
+    """Pulumi's DIY backend on an S3 endpoint (gocloud's s3blob URL, path-style for MinIO)."""
+    parts = urlsplit(endpoint)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"FETCHML_OPS_S3: expected http(s)://host[:port], saw {endpoint!r}")
+    # These four parameters are the ones both the oldest and the current supported CLI accept (gocloud with AWS
+    # SDK v1 and v2); `use_path_style` or `awssdk=v2` would break the oldest.
+    tls = "" if parts.scheme == "https" else "&disableSSL=true"
+    return f"s3://{STATE_BUCKET}?endpoint={parts.netloc}&region=us-east-1&s3ForcePathStyle=true{tls}"
+
+
+def layer(env: dict[str, str]) -> None:
+    """Add the ops file's settings under ``env`` (values already there win) and the S3 backend they imply."""
+    name = env.get("FETCHML_OPS_ENV")
+    if not name:
+        return
+    path = Path(name).expanduser()
+    if not path.is_file():
+        raise ValueError(f"FETCHML_OPS_ENV: expected a file of KEY=VALUE lines, found nothing at {path}")
+    for key, value in read_env_file(path).items():
+        env.setdefault(key, value)
+    if env.get("FETCHML_OPS_S3"):
+        env.setdefault("PULUMI_BACKEND_URL", backend_url(env["FETCHML_OPS_S3"]))
+        # Without credentials the AWS SDKs ask the EC2 metadata address: never leave this host for that.
+        env.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+        env.setdefault("AWS_RESPONSE_CHECKSUM_VALIDATION", "when_required")  # MinIO sends none; silences the CLI
+
+
+def ensure_buckets(env: Mapping[str, str]) -> list[str]:
+    """Create the state bucket and the lock-enabled audit bucket when missing; what was done, one line each."""
+    import boto3
+    from botocore.exceptions import ClientError
+
+    from fetchml_infra.audit.sink import Sink
+    from fetchml_infra.audit.target import Target
+
+    endpoint = env["FETCHML_OPS_S3"]
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name=env.get("AWS_REGION", "us-east-1"))
+    try:
+        s3.create_bucket(Bucket=STATE_BUCKET)
+        done = [f"created {endpoint}/{STATE_BUCKET} (Pulumi state)"]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "BucketAlreadyOwnedByYou":
+            raise
+        done = [f"found {endpoint}/{STATE_BUCKET} (Pulumi state)"]
+    done.append(Sink(Target(endpoint, AUDIT_BUCKET), "-").create_bucket() + " (audit sink)")
+    return done
+
+
+def main() -> int:
+    env = dict(os.environ)
+    layer(env)
+    os.environ.update(env)
+    for line in ensure_buckets(env):
+        print(f"[ops-store] {line}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
