@@ -78,6 +78,7 @@ class StackConfig:
     redis_host_port: int
     minio_host_port: int
     proxy_admin_port: int  # Caddy's admin API, always on loopback
+    proxy_route_dir: str  # where the proxy's route file lives on the host; "" is the checkout's .state/proxy/<stack>
     audit_log: str
     name_prefix: str
     deploy_reason: str
@@ -277,6 +278,7 @@ def parse(
         redis_host_port=r.number("redisHostPort", 6379, int, 1, 65535),
         minio_host_port=r.number("minioHostPort", 9000, int, 1, 65535),
         proxy_admin_port=r.number("proxyAdminPort", 2019, int, 1, 65535),
+        proxy_route_dir=r.free_text("proxyRouteDir", ""),
         audit_log=r.free_text("auditLog", f".state/audit/{stack}.audit.log"),
         name_prefix=r.text("namePrefix", f"fetchml-{stack}", NAME_PREFIX, "lowercase letters, digits and -"),
         deploy_reason=r.free_text("deployReason", ""),

@@ -12,7 +12,10 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
+
+from fetchml_infra import lock
+from fetchml_infra.audit.target import SinkError
 
 STATE_BUCKET = "fetchml-state"
 AUDIT_BUCKET = "fetchml-audit"
@@ -41,6 +44,48 @@ def backend_url(endpoint: str) -> str:
     # SDK v1 and v2); `use_path_style` or `awssdk=v2` would break the oldest.
     tls = "" if parts.scheme == "https" else "&disableSSL=true"
     return f"s3://{STATE_BUCKET}?endpoint={parts.netloc}&region=us-east-1&s3ForcePathStyle=true{tls}"
+
+
+def s3_backend(url: str) -> tuple[str, str] | None:
+    """(endpoint URL, bucket) of an ``s3://`` backend URL with an endpoint, as ``backend_url`` writes it (and
+    as gocloud reads it); None for other backends."""
+    parts = urlsplit(url)
+    if parts.scheme != "s3":
+        return None
+    query = dict(parse_qsl(parts.query))
+    endpoint = query.get("endpoint", "")
+    if endpoint and "://" not in endpoint:
+        secure = query.get("disableSSL", query.get("disable_https", "false")).lower() != "true"
+        endpoint = f"{'https' if secure else 'http'}://{endpoint}"
+    return endpoint or f"https://s3.{query.get('region', 'us-east-1')}.amazonaws.com", parts.netloc
+
+
+def engine_locks(url: str, stack: str) -> list[lock.EngineLock]:
+    """Pulumi's lock objects for ``stack`` in an S3 backend (the same layout and content as a file backend's,
+    see ``lock.engine_locks``); SinkError when the bucket cannot be listed."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    where = s3_backend(url)
+    if where is None:
+        return []
+    endpoint, bucket = where
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name=os.environ.get("AWS_REGION", "us-east-1"))
+    found = []
+    try:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=".pulumi/locks/"):
+            for obj in page.get("Contents", []):
+                key = obj["Key"]
+                folder = key.removeprefix(".pulumi/locks/").rpartition("/")[0]
+                if folder == stack or (folder.startswith("organization/") and folder.endswith(f"/{stack}")):
+                    try:
+                        data = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+                    except ClientError:  # unlocked while we listed
+                        continue
+                    found.append(lock.parse_engine_lock(Path(f"s3://{bucket}/{key}"), data))
+    except (BotoCoreError, ClientError) as exc:
+        raise SinkError(f"state backend {endpoint}/{bucket}: listing its locks failed: {exc}") from None
+    return found
 
 
 def layer(env: dict[str, str]) -> None:

@@ -14,10 +14,11 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from fetchml_infra import audit, history, host, lock, offline, passphrase, ports
+from fetchml_infra import audit, history, host, lock, offline, ops_store, passphrase, ports
 from fetchml_infra.audit import checkpoint
 from fetchml_infra.audit import shipping as shipping_
 from fetchml_infra.audit.checkpoint import parse_signers
+from fetchml_infra.audit.target import SinkError
 from fetchml_infra.config import StackConfig
 from fetchml_infra.workspace import OperatorError, Stack, image_present, pull
 
@@ -36,8 +37,14 @@ def recorded_head(outputs: Mapping[str, Any]) -> tuple[str | None, int | None]:
 
 
 def engine_locks(stack: Stack) -> list[lock.EngineLock]:
+    """The engine's locks on the stack, in a file backend or an S3 one (a team's shared state)."""
     backend = offline.backend_dir(os.environ)
-    return lock.engine_locks(backend, stack.name) if backend is not None else []
+    if backend is not None:
+        return lock.engine_locks(backend, stack.name)
+    try:
+        return ops_store.engine_locks(os.environ.get("PULUMI_BACKEND_URL", ""), stack.name)
+    except SinkError as exc:
+        raise OperatorError(f"{exc}. Nothing was changed.") from exc
 
 
 def require_unlocked(stack: Stack) -> None:

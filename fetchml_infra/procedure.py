@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from fetchml_infra import attempt, audit, health, history, host, jobqueue, preflight, proxy, review
 from fetchml_infra.attempt import Attempt
+from fetchml_infra.audit import shipping as shipping_
 from fetchml_infra.config import IMAGE_TAG, ConfigError, StackConfig
 from fetchml_infra.gate import current_actor
 from fetchml_infra.workspace import OperatorError, Policy, Stack, image_present
@@ -47,8 +48,29 @@ def load_config(stack: Stack, **overrides: str) -> StackConfig:
         raise OperatorError(str(exc)) from exc
 
 
+def _in_step_with_the_team(stack: Stack, say: Say) -> None:
+    """Checkouts of a stack with a sink share its state and chain, not their config files: when the chain (with
+    the sink's newer entries taken in) last moved the stack to another image than this checkout's config names,
+    another operator deployed since, so take that image as the starting point."""
+    values = stack.raw_config()[0]
+    mine = values.get("image")
+    if not mine or not values.get("auditSink"):
+        return
+    cfg = load_config(stack)
+    log = stack.audit_log(cfg)
+    shipping_.catch_up(log, shipping_.connect(cfg.audit_sink, cfg.audit_retention_days, cfg.stack))
+    last = history.last_entry(audit.entries(log), cfg.stack) if audit.verify(log).ok else None
+    if last is not None and last.to_image not in (mine, history.NO_IMAGE):
+        say(
+            f"note: this checkout's config names {mine}, but the audit chain's last move is {last.actor}'s to "
+            f"{last.to_image} ({last.time}); starting from {last.to_image}"
+        )
+        stack.set(image=last.to_image)
+
+
 def deploy(stack: Stack, image: str, reason: str, allow_denied: bool, say: Say) -> int:
     require_tag("--image", image)
+    _in_step_with_the_team(stack, say)
     previous = stack.raw_config()[0].get("image")  # None on a new stack: its first deploy sets it
     current = load_config(stack, **({} if previous else {"image": image}))
     denied = [t for t in current.denied_images if t != image]
@@ -142,6 +164,7 @@ def _after_failed_infrastructure(
 def rollback(stack: Stack, to: str | None, reason: str, say: Say, allow_untested: bool = False) -> int:
     if not reason.strip():
         raise OperatorError("--reason: required (one readable line saying why); saw an empty reason")
+    _in_step_with_the_team(stack, say)
     current = load_config(stack)
     if to is None:
         to = history.rollback_target(stack.history(), current.image)
@@ -181,7 +204,8 @@ def rollback(stack: Stack, to: str | None, reason: str, say: Say, allow_untested
 
 
 def post_rollback_checks(stack: Stack, cfg: StackConfig) -> list[Check]:
-    """The procedure's post-rollback actions that a machine can do: health, queue state, audit chain."""
+    """The procedure's post-rollback actions that a machine can do: health, queue state, audit chain, and the
+    audit sink when the stack has one."""
     outputs = stack.outputs()
     required = cfg.required_compliance
     polled = health.poll(
@@ -204,6 +228,9 @@ def post_rollback_checks(stack: Stack, cfg: StackConfig) -> list[Check]:
     verdict = audit.verify(log, *preflight.recorded_head(outputs), allow_longer=True)
     detail = f"{audit.count_entries(verdict.length)}, head {verdict.head[:12]}" if verdict.ok else verdict.detail
     checks.append(Check("audit chain", verdict.ok, detail))
+    shipping = shipping_.connect(cfg.audit_sink, cfg.audit_retention_days, cfg.stack)
+    if shipping is not None:
+        checks.append(Check("audit sink", *shipping_.in_step(log, shipping.sink)))
     return checks
 
 

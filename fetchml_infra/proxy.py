@@ -269,5 +269,7 @@ def routed(cfg: StackConfig, project_dir: Path) -> Routing:
 
 
 def route_file(cfg: StackConfig, project_dir: Path) -> Path:
-    """The host side of the proxy's route file: the stack's own, beside its state, never in git."""
-    return (project_dir / ".state" / "proxy" / cfg.stack / ROUTE_FILE).resolve()
+    """The host side of the proxy's route file: ``proxyRouteDir`` (operators in several checkouts of one stack
+    on one Docker host must all name the same directory), else the checkout's own, beside its state."""
+    folder = Path(cfg.proxy_route_dir).expanduser() if cfg.proxy_route_dir else Path(".state", "proxy", cfg.stack)
+    return (project_dir / folder / ROUTE_FILE).resolve()

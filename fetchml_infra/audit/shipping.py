@@ -225,3 +225,21 @@ def before_change(log: str, shipping: Shipping, signers: dict[str, bytes], *, hi
         return [*out, f"warning: {exc}; entries stay local until `fetchml-infra audit sync --stack {sink.stack}`"]
     moved = f" (took {step.pulled} line(s) from the sink, sent {step.pushed})" if step.pulled or step.pushed else ""
     return [*out, f"ok  audit sink {sink.target.url()} and the local log are in step{moved}"]
+
+
+def in_step(path: str | os.PathLike[str], sink: Sink) -> tuple[bool, str]:
+    """Whether the sink holds exactly the log's lines, judged by the last one (its sha256) and the one after it
+    (none): the post-rollback checklist's fast form of check-sink. Reads only; never raises for the sink."""
+    data = Path(path).read_bytes() if Path(path).exists() else b""
+    n = data.count(b"\n")
+    last = data[: data.rfind(b"\n") + 1].rsplit(b"\n", 2)[-2] + b"\n" if n else b""
+    try:
+        here, beyond = (sink.sha256_at(n - 1) if n else None), sink.sha256_at(n)
+    except SinkError as exc:
+        return False, str(exc)
+    if beyond is not None:
+        return False, f"the sink has more than the local log's {n} lines: fetchml-infra audit sync --stack {sink.stack}"
+    if n and here != _sha(last):
+        why = "lacks" if here is None else "holds another"
+        return False, f"the sink {why} line {n}: fetchml-infra audit check-sink --stack {sink.stack}"
+    return True, f"{sink.target.url()} holds all {n} lines (full check: fetchml-infra audit check-sink)"
