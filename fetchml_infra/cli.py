@@ -42,6 +42,7 @@ from fetchml_infra import (
 from fetchml_infra.cli_audit import audit_app
 from fetchml_infra.cli_queue import queue_app
 from fetchml_infra.console import StackOpt, WaitOpt, console, fail, say
+from fetchml_infra.gate import CLI_NOTIFIES
 from fetchml_infra.workspace import OperatorError, Stack
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help=__doc__)
@@ -53,6 +54,7 @@ app.add_typer(state_app, name="state")
 
 def _stack(name: str) -> Stack:
     offline.apply()
+    os.environ[CLI_NOTIFIES] = "1"  # the CLI sends the notify hook itself, with the whole checklist
     return Stack(name)
 
 
@@ -83,12 +85,16 @@ def rollback(
         bool, typer.Option("--allow-untested", help="Go to a --to tag that never passed its gate here (a deploy).")
     ] = False,
     wait: WaitOpt = 0.0,
+    incident: Annotated[
+        Optional[Path],  # noqa: UP007
+        typer.Option(help="Incident report (why, impact on PHI handling, exposure risk); required on HIPAA stacks."),
+    ] = None,
 ) -> None:
     """Image-only rollback: the queue, the artifacts and the audit chain stay as they are."""
     try:
         s = _stack(stack)
         with attempt.operating(s, f"fetchml-infra rollback --stack {stack}", wait):
-            code = procedure.rollback(s, to, reason, say, allow_untested)
+            code = procedure.rollback(s, to, reason, say, allow_untested, incident)
     except OperatorError as exc:
         fail(str(exc), exc.code)
     raise typer.Exit(code)

@@ -91,6 +91,7 @@ class StackConfig:
     audit_sink: str  # http(s)://host[:port]/bucket of the write-once sink, "" for none (fetchml_infra.audit.sink)
     audit_retention_days: int  # COMPLIANCE retention of each object in the sink
     audit_signers: str  # name:base64-key pairs whose checkpoint signatures are trusted
+    notify_webhook: str  # POSTed after every rollback (fetchml_infra.notify); "" for none
 
     @property
     def required_compliance(self) -> str | None:
@@ -289,6 +290,7 @@ def parse(
         audit_sink=r.parsed("auditSink", "", lambda v: v and Target.parse(v)),
         audit_retention_days=r.number("auditRetentionDays", DEFAULT_RETENTION_DAYS, int, 1, 36500),
         audit_signers=r.parsed("auditSigners", "", parse_signers),
+        notify_webhook=r.parsed("notifyWebhook", "", _webhook),
     )
     if dev_passphrase and passphrase.needs_private(environment, compliance):
         r.problems.append(passphrase.refusal(stack, environment, compliance))
@@ -320,6 +322,11 @@ def parse(
     if r.problems:
         raise ConfigError(stack, r.problems)
     return cfg
+
+
+def _webhook(url: str) -> None:
+    if url and not re.fullmatch(r"https?://[^\s/?#]+(/\S*)?", url):
+        raise ValueError(f"expected an http(s):// URL, saw {url!r}")
 
 
 def _loopback(address: str) -> bool:

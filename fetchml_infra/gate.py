@@ -19,11 +19,13 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
 
-from fetchml_infra import audit, health, history, host
+from fetchml_infra import audit, health, history, host, notify
 from fetchml_infra.audit import shipping as shipping_
 from fetchml_infra.audit.shipping import Shipping
 from fetchml_infra.provider_errors import Refused, reported
 
+# Set by the CLI for its engine runs: it sends the notify hook itself, with the whole post-rollback checklist.
+CLI_NOTIFIES = "FETCHML_CLI_NOTIFIES"
 # Inputs whose change makes AuditEntry append: a change of the deployed image, never actor or reason alone.
 AUDIT_TRIGGERS = ("image",)
 
@@ -233,6 +235,9 @@ class AuditEntryProvider(ResourceProvider):
                 "length": length,
                 "shipping": "",
             }
+        if entry.action == "rollback" and props.get("notify_webhook") and not os.environ.get(CLI_NOTIFIES):
+            checklist = [("health gate", True, "passed"), ("audit chain", True, audit.count_entries(length))]
+            notes.append(notify.send(props["notify_webhook"], notify.payload(props["stack"], entry, checklist))[1])
         return {
             **props,
             "entry": entry.render(),
@@ -275,6 +280,7 @@ class AuditEntry(pulumi.dynamic.Resource, module="fetchml", name="AuditEntry"):
         stack: str,
         audit_log: str,
         audit_sink: tuple[str, int] = ("", 0),
+        notify_webhook: str = "",
         actor: str,
         reason: str,
         gate: pulumi.Input[bool],
@@ -286,6 +292,7 @@ class AuditEntry(pulumi.dynamic.Resource, module="fetchml", name="AuditEntry"):
             "audit_log": audit_log,
             "audit_sink": audit_sink[0],
             "audit_retention_days": audit_sink[1],
+            "notify_webhook": notify_webhook,
             "actor": actor,
             "reason": reason,
             "gate": gate,

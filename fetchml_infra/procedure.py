@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
-from fetchml_infra import attempt, audit, health, history, host, jobqueue, preflight, proxy, review
+from fetchml_infra import aftercare, attempt, audit, health, history, host, jobqueue, preflight, proxy, review
 from fetchml_infra.attempt import Attempt
 from fetchml_infra.audit import shipping as shipping_
 from fetchml_infra.config import IMAGE_TAG, ConfigError, StackConfig
@@ -115,6 +116,8 @@ def _after_failed_gate(stack: Stack, cfg: StackConfig, denied: list[str], tried:
         say(f"automatic rollback to {target} FAILED; stack '{stack.name}' needs an operator now")
         return EXIT_FAILED
     say(f"rolled back to {target}; {image} is denied on '{stack.name}' until deployed with --allow-denied")
+    checks = [(c.name, c.ok, c.detail) for c in post_rollback_checks(stack, back)]
+    aftercare.notify_rollback(back, stack.audit_log(back), checks, say)
     return EXIT_ROLLED_BACK
 
 
@@ -161,11 +164,15 @@ def _after_failed_infrastructure(
     return EXIT_FAILED
 
 
-def rollback(stack: Stack, to: str | None, reason: str, say: Say, allow_untested: bool = False) -> int:
+def rollback(
+    stack: Stack, to: str | None, reason: str, say: Say, allow_untested: bool = False, incident: Path | None = None
+) -> int:
     if not reason.strip():
         raise OperatorError("--reason: required (one readable line saying why); saw an empty reason")
     _in_step_with_the_team(stack, say)
     current = load_config(stack)
+    report = aftercare.require_incident(current, incident)
+    reason = aftercare.pinned_reason(reason, report, attempt.MAX_REASON)
     if to is None:
         to = history.rollback_target(stack.history(), current.image)
         if to is None:
@@ -178,6 +185,8 @@ def rollback(stack: Stack, to: str | None, reason: str, say: Say, allow_untested
         raise OperatorError(f"--to: {to} is already the deployed image of stack '{stack.name}'")
     cfg = load_config(stack, image=to)
     preflight.preflight(stack, cfg, say)  # first: it refuses a broken chain, which the next step reads
+    if report is not None:
+        aftercare.file_incident(cfg, stack.audit_log(cfg), report, say)
     # One classification: the chain decides whether going to `to` is a rollback (it passed its gate here
     # before) and what it moves from; the header, the audit entry and history all say the same.
     action, from_image = history.classify(audit.entries(stack.audit_log(cfg)), cfg.stack, to)
@@ -200,6 +209,7 @@ def rollback(stack: Stack, to: str | None, reason: str, say: Say, allow_untested
     say("post-rollback checklist:")
     for check in checks:
         say(f"  [{'x' if check.ok else ' '}] {check.name}: {check.detail}")
+    aftercare.notify_rollback(cfg, stack.audit_log(cfg), [(c.name, c.ok, c.detail) for c in checks], say)
     return EXIT_OK if all(c.ok for c in checks) else EXIT_CHECKS_FAILED
 
 

@@ -100,6 +100,7 @@ class FetchML(pulumi.ComponentResource):
             stack=cfg.stack,
             audit_log=self.audit_log,
             audit_sink=(cfg.audit_sink, cfg.audit_retention_days),
+            notify_webhook=cfg.notify_webhook,
             actor=self.actor,
             reason=cfg.deploy_reason,
             gate=self.gate.healthy,

@@ -13,6 +13,7 @@ deploy host a key that can put and read, never delete or bypass retention.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -91,6 +92,11 @@ class Sink:
         self._put(
             f"checkpoints/{self.stack}/{length:012d}", note.encode(), {"length": str(length), "stack": self.stack}
         )
+
+    def put_incident(self, sha256: str, text: bytes) -> None:
+        """An incident report, content-addressed: one already there under its hash is the same report."""
+        with contextlib.suppress(Taken):
+            self._put(f"incidents/{self.stack}/{sha256}", text, {"stack": self.stack, "sha256": sha256})
 
     # -- reading ---------------------------------------------------------------------------------------
     def sha256_at(self, index: int) -> str | None:

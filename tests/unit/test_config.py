@@ -96,6 +96,11 @@ BAD = [
     ("unknown key", {"imageTag": "sha-1a2b3c4"}, "imageTag: not a setting of this program"),
     ("password missing", {"minioRootPassword": None}, "minioRootPassword: required as a secret"),
     ("password short", {"minioRootPassword": "short"}, "minioRootPassword: expected at least 8 characters, saw 5"),
+    ("sink no bucket", {"auditSink": "http://127.0.0.1:9190"}, "auditSink: expected http(s)://host[:port]/bucket"),
+    ("sink s3 url", {"auditSink": "s3://audit"}, "auditSink: expected http(s)://host[:port]/bucket"),
+    ("signers", {"auditSigners": "laptop"}, "auditSigners: expected name:key pairs"),
+    ("retention", {"auditRetentionDays": "0"}, "auditRetentionDays: expected a number from 1 to 36500, saw '0'"),
+    ("webhook", {"notifyWebhook": "ftp://x"}, "notifyWebhook: expected an http(s):// URL, saw 'ftp://x'"),
 ]
 
 
