@@ -7,6 +7,8 @@ checked (unreachable, bad credentials, no bucket, no auditSink in config): never
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -88,16 +90,42 @@ def sync(stack: StackOpt) -> None:
     )
 
 
+def _memory(ship: shipping.Shipping) -> Path:
+    """Where this machine remembers how far it found the sink sound ($XDG_STATE_HOME or ~/.local/state)."""
+    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    return base / "fetchml-infra" / "check-sink" / f"{ship.sink.target.bucket}-{ship.sink.stack}.json"
+
+
+def _verified(memory: Path, lines: list[bytes]) -> tuple[int, int]:
+    """(entries, checkpoints) found sound before, if the local log still holds that head on that line."""
+    try:
+        seen = json.loads(memory.read_text())
+        n, head, cps = int(seen["entries"]), str(seen["head"]), int(seen["checkpoints"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0, 0
+    return (n, cps) if 0 < n <= len(lines) and lines[n - 1].rstrip(b"\n").endswith(head.encode()) else (0, 0)
+
+
 @audit_app.command("check-sink")
-def check_sink(stack: StackOpt) -> None:
-    """Compare the local chain, the sink and the stack outputs, and name every finding with its index."""
+def check_sink(
+    stack: StackOpt,
+    full: Annotated[
+        bool, typer.Option("--full", help="Read every object again, not only those new since the last sound check.")
+    ] = False,
+) -> None:
+    """Compare the local chain, the sink and the stack outputs, and name every finding with its index.
+    Objects found sound by an earlier check on this machine are not read again unless they changed (a new
+    version or a delete marker shows in the listing); --full reads everything."""
     s, cfg, ship = _sink_of(stack)
     log = Path(s.audit_log(cfg))
     local = log.read_bytes() if log.exists() else b""
+    lines = local[: local.rfind(b"\n") + 1].splitlines(True)
     outputs = s.outputs()
     recorded = (int(outputs["audit_length"]), str(outputs["audit_head"])) if outputs.get("audit_head") else None
+    memory = _memory(ship)
+    verified = (0, 0) if full else _verified(memory, lines)
     try:
-        view = ship.sink.view()
+        view = ship.sink.view(dict(enumerate(lines)), verified)
     except shipping.SinkError as exc:
         fail(f"{exc}\nSINK_UNREACHABLE: nothing was checked", EXIT_UNCHECKED)
     policy = findings.Policy(
@@ -110,8 +138,16 @@ def check_sink(stack: StackOpt) -> None:
     for f in found:
         say(f.render(stack))
     n_local, n_sink = local.count(b"\n"), len(view.entries)
-    summary = f"local {count_entries(n_local)}, sink {count_entries(n_sink)}, {len(view.checkpoints)} checkpoints"
+    summary = (
+        f"local {count_entries(n_local)}, sink {count_entries(n_sink)}, {len(view.checkpoints)} checkpoints verified"
+    )
     if found:
         say(f"FAILED: {len(found)} finding(s); {summary}")
         raise typer.Exit(EXIT_FINDINGS)
-    say(f"ok: {summary}; every entry locked (COMPLIANCE, {cfg.audit_retention_days} days); outputs agree")
+    if lines:
+        memory.parent.mkdir(parents=True, exist_ok=True)
+        head = lines[-1].rstrip(b"\n")[-64:].decode()
+        cps = max(view.checkpoints, default=verified[1] - 1) + 1
+        memory.write_text(json.dumps({"entries": len(lines), "head": head, "checkpoints": max(cps, verified[1])}))
+    again = f" ({verified[0]} entries checked before and unchanged)" if verified[0] else ""
+    say(f"ok: {summary}; every entry locked (COMPLIANCE, {cfg.audit_retention_days} days); outputs agree{again}")

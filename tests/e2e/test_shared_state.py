@@ -139,7 +139,7 @@ def test_two_operators_share_one_stack_and_one_chain(team: Team, tmp_path: Path)
         ("deploy", "operator-b", A, B),
         ("rollback", "operator-a", B, A),
     ]
-    assert "ok: local 3 entries, sink 3 entries, 3 checkpoints" in ok(a.cli("audit", "check-sink"))
+    assert "ok: local 3 entries, sink 3 entries, 3 checkpoints verified" in ok(a.cli("audit", "check-sink"))
     assert "ok:" in ok(b.cli("audit", "check-sink"))
     script = subprocess.run(
         ["scripts/check-audit-sink.sh", "--stack", a.stack_name],

@@ -4,8 +4,13 @@ check-sink is produced here by doing what causes it."""
 
 from __future__ import annotations
 
+import base64
 import shutil
+import signal
+import subprocess
+import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -234,3 +239,55 @@ def test_outputs_mismatch(chain: Chain) -> None:
     assert chain.findings(outputs=(1, head)) == []
     assert chain.findings(outputs=(1, "cd" * 32)) == ["OUTPUTS_MISMATCH 0"]
     assert chain.findings(outputs=(3, head)) == ["OUTPUTS_MISMATCH 2"]
+
+
+APPENDER = """
+import sys
+from pathlib import Path
+from fetchml_infra.audit import checkpoint, shipping
+from fetchml_infra.audit.sink import Sink
+from fetchml_infra.audit.target import Target
+log, endpoint, stack, key = sys.argv[1:]
+ship = shipping.Shipping(Sink(Target(endpoint, "audit", 30), stack), checkpoint.load(Path(key)))
+for i in range(100000):
+    shipping.append(log, ship, action="deploy", outcome="success", from_image="-", to_image="sha-1a2b3c4",
+                    actor="looper", reason=f"n{i}", stack=stack)
+    print(i, flush=True)
+"""
+
+
+def test_kill_9_mid_append_leaves_nothing_a_sync_cannot_mend(chain: Chain, server: Server) -> None:
+    """SIGKILL an appender at whatever step it is in (sync, the sink's create, the local write, the checkpoint),
+    several times: the next sync brings the log and the sink into step and check-sink finds nothing."""
+    key = chain.tmp / "looper.key"
+    key.write_text(f"{chain.signer.name}\n{base64.b64encode(chain.signer.key.private_bytes_raw()).decode()}\n")
+    for delay in (0.4, 0.7, 1.1):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", APPENDER, str(chain.log()), server.endpoint, chain.stack, str(key)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None
+        proc.stdout.readline()  # it has appended at least once
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        shipping.sync(chain.log(), chain.sink)
+        assert chain.findings() == []
+    assert verify(str(chain.log())).ok
+
+
+def test_a_repeat_check_reads_only_what_is_new_and_still_finds_a_fork_or_a_new_version(chain: Chain) -> None:
+    for _ in range(4):
+        chain.append()
+    data = lines(chain.log())
+    known = dict(enumerate(data))
+    view = chain.sink.view(known, (4, 5))
+    assert all(e.trusted for e in view.entries.values()) and view.checkpoints == {}
+    assert findings.compare(b"".join(data), view, chain.policy(), None) == []
+    forged = data[1].replace(b"reason=test", b"reason=TEST")
+    view = chain.sink.view({**known, 1: forged}, (4, 5))  # the local line no longer matches the sink's ETag
+    assert not view.entries[1].trusted and view.entries[1].body == data[1]
+    chain.sink._s3.put_object(Bucket=BUCKET, Key=chain.sink.key(2), Body=data[2])
+    found = findings.compare(b"".join(data), chain.sink.view(known, (4, 5)), chain.policy(), None)
+    assert [f"{f.kind} {f.index}" for f in found] == ["SINK_OVERWRITE_ATTEMPT 2", "SINK_MOVED 2"]
