@@ -16,7 +16,8 @@ from pathlib import Path
 from fetchml_infra import aftercare, attempt, audit, health, history, host, jobqueue, preflight, proxy, review
 from fetchml_infra.attempt import Attempt
 from fetchml_infra.audit import shipping as shipping_
-from fetchml_infra.config import IMAGE_TAG, ConfigError, StackConfig
+from fetchml_infra.config import ConfigError, StackConfig
+from fetchml_infra.config_reader import IMAGE_TAG
 from fetchml_infra.gate import current_actor
 from fetchml_infra.workspace import OperatorError, Policy, Stack, image_present
 

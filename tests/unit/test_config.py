@@ -7,7 +7,8 @@ import dataclasses
 
 import pytest
 
-from fetchml_infra.config import ConfigError, Secret, parse, split_project_keys
+from fetchml_infra.config import ConfigError, parse, split_project_keys
+from fetchml_infra.config_reader import Secret
 
 SECRETS = frozenset({"minioRootUser", "minioRootPassword", "minioAppSecretKey"})
 
