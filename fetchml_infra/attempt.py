@@ -95,6 +95,8 @@ def up(
     if found.kind == "locked":
         found = dataclasses.replace(found, detail=f"the stack is locked by {'; '.join(others)}")
     moved = moved_to(cfg.image, before, host.app_containers(cfg.name_prefix))
+    if found.ok and cfg.audit_sink and (note := str(stack.outputs().get("audit_shipping") or "")):
+        say(f"warning: the audit entry was {note}")  # e.g. the sink went down after the preflight
     recorded = ""
     if not found.ok and not moved and previous != cfg.image:
         if previous:

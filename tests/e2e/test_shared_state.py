@@ -24,6 +24,7 @@ from fetchml_infra.audit.target import Target
 from tests import dockerhost
 from tests.e2e.project import Project, bare_project, make_project, throwaway, workspace_options
 from tests.e2e.test_rollback_story import ok
+from tests.faults.harness import start_cli
 from tests.providers.minio_server import Server, minio
 from tests.providers.scripted_server import free_port
 
@@ -91,17 +92,6 @@ def team(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Team]:
             a.teardown()
 
 
-def start(p: Project, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        ["fetchml-infra", *args, "--stack", p.stack_name],
-        cwd=p.root,
-        env=p.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
 def engine_lock_appears(p: Project, running: subprocess.Popen[str], timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while not ops_store.engine_locks(p.env["PULUMI_BACKEND_URL"], p.stack_name):
@@ -121,7 +111,7 @@ def test_two_operators_share_one_stack_and_one_chain(team: Team, tmp_path: Path)
     assert "operator-b" in ok(a.cli("history"))  # A sees B's update in the shared stack history
 
     # A rolls back while B tries to deploy: the backend's lock lets one through and tells the other why.
-    rolling = start(a, "rollback", "--to", A, "--reason", "b-regressed")
+    rolling = start_cli(a, "rollback", "--to", A, "--reason", "b-regressed")
     engine_lock_appears(a, rolling)
     refused = b.cli("deploy", "--image", B, "--reason", "racing")
     text = refused.stdout + refused.stderr
@@ -181,8 +171,11 @@ def test_a_sink_that_is_down_refuses_a_hipaa_deploy_and_warns_elsewhere(tmp_path
             assert "is unreachable" in plain.stdout + plain.stderr
             assert dockerhost.containers_named(f"{p.prefix}-") == []
             assert not p.audit_log.exists() or p.audit_log.read_bytes() == b""
+            unchecked = p.cli("audit", "check-sink")
+            assert unchecked.returncode == 2 and "SINK_UNREACHABLE: nothing was checked" in unchecked.stderr
         else:
             assert done.returncode == 0, text
             assert f"warning: audit sink {dead} is unreachable" in text, text
             assert [e.to_image for e in p.chain()] == [A]
             assert p.outputs()["audit_shipping"].startswith("written to the local log only")
+            assert "warning: the audit entry was written to the local log only" in text
