@@ -89,6 +89,12 @@ class Project:
             timeout=600,
         )
 
+    def incident(self, why: str = "the release failed its gate") -> str:
+        """A filled-in incident report (a HIPAA rollback needs one: ``rollback --incident PATH``); its path."""
+        path = self.root.parent / "incident.txt"
+        path.write_text(f"why-rolled-back: {why}\nimpact-on-phi-handling: none\nexposure-risk: none\n")
+        return str(path)
+
     def config(self, key: str) -> str:
         return str(self.stack.get_config(f"fetchml:{key}").value)
 

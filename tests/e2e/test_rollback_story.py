@@ -157,7 +157,7 @@ def test_prod_never_rolls_back_by_itself_and_hipaa_is_enforced(prod: Project) ->
     inv.check()
 
     # By hand, as the procedure says for production: back to the last good image.
-    out = ok(p.cli("rollback", "--reason", "health-check-failure"))
+    out = ok(p.cli("rollback", "--reason", "health-check-failure", "--incident", p.incident()))
     assert f"from {NONCOMPLIANT} to {A}" in out
     assert "[x] compliance_mode: reported 'hipaa'" in out
     assert moves(p)[-1] == ("rollback", "success", NONCOMPLIANT, A)

@@ -162,7 +162,7 @@ def test_init_then_deploy_prod_with_least_privilege_rotation_and_a_new_passphras
     phrase.write_text(new_phrase.read_text())  # the secret store now holds the new one
     p.stack = auto.select_stack(name, work_dir=str(p.root), opts=workspace_options(p))
     assert ok(p.pulumi_plain("config", "get", "minioRootPassword", "--stack", name)).strip() == NEW_ROOT_PASSWORD
-    out = ok(p.cli("rollback", "--reason", "after the passphrase change"))
+    out = ok(p.cli("rollback", "--reason", "after the passphrase change", "--incident", p.incident()))
     assert "[x] health" in out
     assert audit.entries(str(p.audit_log))[-1].to_image == A
 

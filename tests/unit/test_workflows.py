@@ -159,6 +159,15 @@ def test_prod_jobs_wait_for_production_approval_and_report(action):
     assert "umask 077" in secret["run"] and "GITHUB_ENV" in secret["run"]
     assert steps.index(secret) < steps.index(main)
     assert "PULUMI_CONFIG_PASSPHRASE:" not in (REPO / ".forgejo" / "workflows" / "deploy-prod.yml").read_text()
+    if action == "rollback":  # a HIPAA rollback carries its incident report, written from the inputs
+        report = step_calling(job, ">\"$RUNNER_TEMP/incident.txt\"")
+        assert report["env"] == {
+            "WHY": "${{ inputs.why_rolled_back }}",
+            "IMPACT": "${{ inputs.impact_on_phi }}",
+            "RISK": "${{ inputs.exposure_risk }}",
+        }
+        assert '--incident "$RUNNER_TEMP/incident.txt"' in main["run"]
+        assert steps.index(report) < steps.index(main)
 
 
 def test_deploys_to_one_stack_never_overlap():
