@@ -160,7 +160,7 @@ def test_prod_jobs_wait_for_production_approval_and_report(action):
     assert steps.index(secret) < steps.index(main)
     assert "PULUMI_CONFIG_PASSPHRASE:" not in (REPO / ".forgejo" / "workflows" / "deploy-prod.yml").read_text()
     if action == "rollback":  # a HIPAA rollback carries its incident report, written from the inputs
-        report = step_calling(job, ">\"$RUNNER_TEMP/incident.txt\"")
+        report = step_calling(job, '>"$RUNNER_TEMP/incident.txt"')
         assert report["env"] == {
             "WHY": "${{ inputs.why_rolled_back }}",
             "IMPACT": "${{ inputs.impact_on_phi }}",
