@@ -40,10 +40,11 @@ class Sink:
     def __init__(self, target: Target, stack: str) -> None:
         self.target, self.stack = target, stack
         self.origin = f"{target.bucket}/{stack}"
-        self._s3: Any = boto3.session.Session().client(
+        session = boto3.session.Session()  # reads the environment and profiles once
+        self._s3: Any = session.client(
             "s3",
             endpoint_url=target.endpoint,
-            region_name=boto3.session.Session().region_name or "us-east-1",
+            region_name=session.region_name or "us-east-1",
             config=Config(
                 connect_timeout=3,
                 read_timeout=15,
