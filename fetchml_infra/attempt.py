@@ -16,8 +16,9 @@ from pathlib import Path
 
 from fetchml_infra import audit, history, host, lock, outcome, preflight
 from fetchml_infra.config import StackConfig
-from fetchml_infra.gate import current_actor, record_move
+from fetchml_infra.gate import current_actor
 from fetchml_infra.outcome import Outcome
+from fetchml_infra.recording import record_move, shipping_of
 from fetchml_infra.workspace import OperatorError, Policy, Stack
 
 Say = Callable[[str], None]
@@ -112,6 +113,7 @@ def up(
                 actor=actor,
                 outcome="failure",
                 reason=no_verdict_reason(found, cfg.image),
+                shipping=shipping_of(cfg),
             )
             recorded = entry.render() if entry else ""
         except (audit.AuditError, ValueError) as exc:

@@ -9,9 +9,11 @@ from typing import Annotated, Optional
 import typer
 
 from fetchml_infra import audit
-from fetchml_infra.audit import manual, view
+from fetchml_infra.audit import manual, shipping, view
 from fetchml_infra.console import LogOpt, StackOpt, fail, say
 from fetchml_infra.gate import current_actor
+from fetchml_infra.recording import shipping_for_log
+from fetchml_infra.workspace import OperatorError
 
 ActorOpt = Annotated[str, typer.Option(help="Who; default $FETCHML_ACTOR or the OS user.")]
 audit_app = typer.Typer(
@@ -19,13 +21,23 @@ audit_app = typer.Typer(
 )
 
 
-def _write(make: Callable[[], audit.Entry]) -> None:
-    """Write one entry and print it; a refusal is exit 2 with nothing written."""
+def _write(make: Callable[[], audit.Entry | tuple[audit.Entry, str]]) -> None:
+    """Write one entry and print it (and why it did not reach the sink); a refusal is exit 2, nothing written."""
     try:
-        entry = make()
-    except (ValueError, audit.AuditError) as exc:
+        made = make()
+    except (ValueError, audit.AuditError, OperatorError) as exc:
         fail(str(exc), 2)
+    entry, note = made if isinstance(made, tuple) else (made, "")
     say(entry.render())
+    if note:
+        say(f"warning: the entry was {note}")
+
+
+def _shipping(stack: str, log: Path) -> shipping.Shipping | None:
+    try:
+        return shipping_for_log(stack, str(log))
+    except (OperatorError, ValueError) as exc:
+        fail(str(exc), 2)
 
 
 def _require_log(log: Path) -> None:
@@ -85,9 +97,11 @@ def audit_append(
         fail(str(exc), 2)
     if found:
         fail("; ".join(found) + "; nothing was written", 2)
+    ship = _shipping(stack, log)
     _write(
-        lambda: audit.append(
+        lambda: shipping.append(
             str(log),
+            ship,
             action=action,
             outcome=outcome,
             from_image=from_image,
@@ -125,9 +139,11 @@ def audit_correct(
         found.append(f"--index: entry {index} is a {target.action} entry, which records no move to correct")
     if found:
         fail("; ".join(found) + "; nothing was written", 2)
+    ship = _shipping(stack, log)
     _write(
-        lambda: audit.append(
+        lambda: shipping.append(
             str(log),
+            ship,
             action="correct",
             outcome="success",
             from_image="-",

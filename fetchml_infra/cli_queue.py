@@ -10,9 +10,11 @@ from typing import Annotated
 import typer
 
 from fetchml_infra import audit, jobqueue, offline
+from fetchml_infra.audit import shipping
 from fetchml_infra.console import StackOpt, fail, say
 from fetchml_infra.gate import current_actor
 from fetchml_infra.procedure import load_config
+from fetchml_infra.recording import shipping_of
 from fetchml_infra.workspace import OperatorError, Stack
 
 queue_app = typer.Typer(no_args_is_help=True, help="The stack's job queue (Redis).")
@@ -50,8 +52,9 @@ def requeue_stuck(
         say(f"no stuck job on stack '{stack}' (every running job has a live worker)")
         raise typer.Exit(0)
     names = ", ".join(moved)
-    entry = audit.append(
+    entry, note = shipping.append(
         log,
+        shipping_of(cfg),
         action="requeue",
         outcome="success",
         from_image="-",
@@ -62,3 +65,5 @@ def requeue_stuck(
     )
     say(f"requeued {len(moved)} stuck job{'s' if len(moved) != 1 else ''} on '{stack}': {names}")
     say(entry.render())
+    if note:
+        say(f"warning: the requeue entry was {note}")

@@ -7,35 +7,46 @@ checked (unreachable, bad credentials, no bucket, no auditSink in config): never
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from pulumi.automation.errors import CommandError
 
 from fetchml_infra import offline, procedure
 from fetchml_infra.audit import checkpoint, findings, shipping
 from fetchml_infra.audit.line import AuditError, count_entries
+from fetchml_infra.audit.logfile import _read_all
 from fetchml_infra.cli_audit import audit_app
 from fetchml_infra.config import StackConfig
 from fetchml_infra.console import StackOpt, fail, say
+from fetchml_infra.recording import shipping_of
 from fetchml_infra.workspace import OperatorError, Stack
 
 EXIT_FINDINGS, EXIT_UNCHECKED = 1, 2
 
 
+@contextlib.contextmanager
+def _or_unchecked(after: str = "") -> Iterator[None]:
+    """Whatever stops the check (a backend, sink or key that cannot be read, bad config) is exit 2, never a
+    traceback and never a pass."""
+    try:
+        yield
+    except (OperatorError, CommandError, shipping.SinkError, AuditError, ValueError, OSError) as exc:
+        fail(f"{exc}{after}", EXIT_UNCHECKED)
+
+
 def _sink_of(stack: str) -> tuple[Stack, StackConfig, shipping.Shipping]:
     offline.apply()
-    try:
+    with _or_unchecked():
         s = Stack(stack)
         cfg = procedure.load_config(s)
-    except OperatorError as exc:
-        fail(str(exc), EXIT_UNCHECKED)
-    try:
-        ship = shipping.connect(cfg.audit_sink, cfg.audit_retention_days, stack)
-    except checkpoint.CheckpointError as exc:
-        fail(str(exc), EXIT_UNCHECKED)
+        ship = shipping_of(cfg)
     if ship is None:
         fail(
             f"stack '{stack}' has no audit sink: set auditSink to http(s)://host[:port]/bucket "
@@ -65,10 +76,8 @@ def init_sink(stack: StackOpt) -> None:
     """Create the stack's sink bucket with Object Lock and a COMPLIANCE default retention (auditRetentionDays),
     or check that an existing one has them."""
     _, _, ship = _sink_of(stack)
-    try:
+    with _or_unchecked():
         say(ship.sink.create_bucket())
-    except shipping.SinkError as exc:
-        fail(str(exc), EXIT_UNCHECKED)
 
 
 @audit_app.command("sync")
@@ -81,7 +90,7 @@ def sync(stack: StackOpt) -> None:
         step = shipping.sync(log, ship.sink)
     except shipping.Diverged as exc:
         fail(str(exc), EXIT_FINDINGS)
-    except (shipping.SinkError, AuditError) as exc:
+    except (shipping.SinkError, AuditError, OSError) as exc:
         fail(str(exc), EXIT_UNCHECKED)
     lines = step.size and Path(log).read_bytes().count(b"\n")
     say(
@@ -96,14 +105,25 @@ def _memory(ship: shipping.Shipping) -> Path:
     return base / "fetchml-infra" / "check-sink" / f"{ship.sink.target.bucket}-{ship.sink.stack}.json"
 
 
-def _verified(memory: Path, lines: list[bytes]) -> tuple[int, int]:
-    """(entries, checkpoints) found sound before, if the local log still holds that head on that line."""
+def _policy_id(ship: shipping.Shipping, policy: findings.Policy) -> str:
+    """What a sound verdict depended on: a change of endpoint, retention or trusted keys voids it."""
+    signers = sorted((k, v.hex()) for k, v in policy.signers.items())
+    held = [ship.sink.target.endpoint, policy.origin, policy.retention_days, signers]
+    return hashlib.sha256(json.dumps(held).encode()).hexdigest()
+
+
+def _verified(memory: Path, lines: list[bytes], policy_id: str) -> tuple[int, dict[int, str]]:
+    """(entries, {checkpoint length: ETag}) found sound before under the same policy, if the local log still
+    holds that head on that line."""
     try:
         seen = json.loads(memory.read_text())
-        n, head, cps = int(seen["entries"]), str(seen["head"]), int(seen["checkpoints"])
+        n, head = int(seen["entries"]), str(seen["head"])
+        cps = {int(k): str(v) for k, v in dict(seen["checkpoints"]).items()}
+        same = seen["policy"] == policy_id
     except (OSError, ValueError, KeyError, TypeError):
-        return 0, 0
-    return (n, cps) if 0 < n <= len(lines) and lines[n - 1].rstrip(b"\n").endswith(head.encode()) else (0, 0)
+        return 0, {}
+    sound = same and 0 < n <= len(lines) and lines[n - 1].rstrip(b"\n").endswith(head.encode())
+    return (n, cps) if sound else (0, {})
 
 
 @audit_app.command("check-sink")
@@ -117,23 +137,21 @@ def check_sink(
     Objects found sound by an earlier check on this machine are not read again unless they changed (a new
     version or a delete marker shows in the listing); --full reads everything."""
     s, cfg, ship = _sink_of(stack)
-    log = Path(s.audit_log(cfg))
-    local = log.read_bytes() if log.exists() else b""
-    lines = local[: local.rfind(b"\n") + 1].splitlines(True)
-    outputs = s.outputs()
-    recorded = (int(outputs["audit_length"]), str(outputs["audit_head"])) if outputs.get("audit_head") else None
-    memory = _memory(ship)
-    verified = (0, 0) if full else _verified(memory, lines)
-    try:
+    with _or_unchecked("\nnothing was checked"):
+        local = _read_all(Path(s.audit_log(cfg)))  # as of a moment no append was in flight
+        lines = findings.lines_of(local)
+        outputs = s.outputs()
+        recorded = (int(outputs["audit_length"]), str(outputs["audit_head"])) if outputs.get("audit_head") else None
+        policy = findings.Policy(
+            stack=stack,
+            retention_days=cfg.audit_retention_days,
+            signers=checkpoint.parse_signers(cfg.audit_signers),
+            origin=ship.sink.origin,
+        )
+        memory, policy_id = _memory(ship), _policy_id(ship, policy)
+        verified = (0, {}) if full else _verified(memory, lines, policy_id)
+    with _or_unchecked("\nSINK_UNREACHABLE: nothing was checked"):
         view = ship.sink.view(dict(enumerate(lines)), verified)
-    except shipping.SinkError as exc:
-        fail(f"{exc}\nSINK_UNREACHABLE: nothing was checked", EXIT_UNCHECKED)
-    policy = findings.Policy(
-        stack=stack,
-        retention_days=cfg.audit_retention_days,
-        signers=checkpoint.parse_signers(cfg.audit_signers),
-        origin=ship.sink.origin,
-    )
     found = findings.compare(local, view, policy, recorded)
     for f in found:
         say(f.render(stack))
@@ -145,9 +163,12 @@ def check_sink(
         say(f"FAILED: {len(found)} finding(s); {summary}")
         raise typer.Exit(EXIT_FINDINGS)
     if lines:
-        memory.parent.mkdir(parents=True, exist_ok=True)
-        head = lines[-1].rstrip(b"\n")[-64:].decode()
-        cps = max(view.checkpoints, default=verified[1] - 1) + 1
-        memory.write_text(json.dumps({"entries": len(lines), "head": head, "checkpoints": max(cps, verified[1])}))
+        head = lines[-1].rstrip(b"\n")[-64:].decode(errors="replace")
+        seen = {"policy": policy_id, "entries": len(lines), "head": head, "checkpoints": view.checkpoint_etags}
+        try:
+            memory.parent.mkdir(parents=True, exist_ok=True)
+            memory.write_text(json.dumps(seen))
+        except OSError as exc:  # the next check reads everything again; this one stands
+            say(f"note: could not remember this check in {memory}: {exc.strerror}")
     again = f" ({verified[0]} entries checked before and unchanged)" if verified[0] else ""
     say(f"ok: {summary}; every entry locked (COMPLIANCE, {cfg.audit_retention_days} days); outputs agree{again}")

@@ -22,7 +22,9 @@ from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateRes
 from fetchml_infra import audit, health, history, host, notify
 from fetchml_infra.audit import shipping as shipping_
 from fetchml_infra.audit.shipping import Shipping
+from fetchml_infra.audit.target import DEFAULT_RETENTION_DAYS
 from fetchml_infra.provider_errors import Refused, reported
+from fetchml_infra.recording import record_move
 
 # Set by the CLI for its engine runs: it sends the notify hook itself, with the whole post-rollback checklist.
 CLI_NOTIFIES = "FETCHML_CLI_NOTIFIES"
@@ -42,46 +44,10 @@ def current_actor(env: dict[str, str] | None = None) -> str:
     return actor
 
 
-def record_move(
-    log: str,
-    *,
-    stack: str,
-    image: str,
-    actor: str,
-    outcome: str,
-    reason: str,
-    action: str | None = None,
-    shipping: Shipping | None = None,
-    notes: list[str] | None = None,
-) -> audit.Entry | None:
-    """Append the entry for moving ``stack`` to ``image``: deploy or rollback (unless ``action`` names it, as
-    a destroy does), and from what, as the chain says (fetchml_infra.history.classify). None, and nothing
-    written, when the chain's last move already went to ``image``: that is no change of the running image,
-    and no entry may claim one. With ``shipping``, the log first takes the sink's newer lines (another
-    operator's), and the entry goes to the sink too; why it did not is added to ``notes``."""
-    shipping_.catch_up(log, shipping)
-    classified, from_image = history.classify(audit.entries(log), stack, image)
-    if from_image == image:
-        return None
-    entry, note = shipping_.append(
-        log,
-        shipping,
-        action=action or classified,
-        outcome=outcome,
-        from_image=from_image,
-        to_image=image,
-        actor=actor,
-        reason=reason,
-        stack=stack,
-    )
-    if note and notes is not None:
-        notes.append(note)
-    return entry
-
-
 def props_shipping(props: dict[str, Any]) -> Shipping | None:
     """The shipping a provider's inputs name (``audit_sink``, ``audit_retention_days``)."""
-    return shipping_.connect(props.get("audit_sink") or "", int(props.get("audit_retention_days") or 1), props["stack"])
+    days = int(props.get("audit_retention_days") or DEFAULT_RETENTION_DAYS)
+    return shipping_.connect(props.get("audit_sink") or "", days, props["stack"])
 
 
 def _record(props: dict[str, Any], outcome: str, reason: str, notes: list[str] | None = None) -> audit.Entry | None:
@@ -131,9 +97,10 @@ class HealthGateProvider(ResourceProvider):
         )
         if not result.verdict.healthy:
             reason = audit.clean_value(f"health-check-failure: {result.verdict.reason}")[:200]
-            entry = _record(props, "failure", reason) if moved else None
+            notes: list[str] = []
+            entry = _record(props, "failure", reason, notes) if moved else None
             recorded = (
-                f"the failure is recorded in the audit log {props['audit_log']}"
+                f"the failure is recorded in the audit log {props['audit_log']}" + "".join(f"; {n}" for n in notes)
                 if entry
                 else "no audit entry was written: the running containers did not change"
             )
@@ -234,10 +201,12 @@ class AuditEntryProvider(ResourceProvider):
                 "head": head,
                 "length": length,
                 "shipping": "",
+                "notified": "",
             }
+        notified = ""
         if entry.action == "rollback" and props.get("notify_webhook") and not os.environ.get(CLI_NOTIFIES):
             checklist = [("health gate", True, "passed"), ("audit chain", True, audit.count_entries(length))]
-            notes.append(notify.send(props["notify_webhook"], notify.payload(props["stack"], entry, checklist))[1])
+            notified = notify.send(props["notify_webhook"], notify.payload(props["stack"], entry, checklist))[1]
         return {
             **props,
             "entry": entry.render(),
@@ -245,6 +214,7 @@ class AuditEntryProvider(ResourceProvider):
             "head": head,
             "length": length,
             "shipping": "; ".join(notes),
+            "notified": notified,
         }
 
     @reported(audit.AuditError, OSError)
@@ -271,6 +241,7 @@ class AuditEntry(pulumi.dynamic.Resource, module="fetchml", name="AuditEntry"):
     action: pulumi.Output[str]
     entry: pulumi.Output[str]
     shipping: pulumi.Output[str]  # why the entry was not shipped to the sink, when it was not
+    notified: pulumi.Output[str]  # what the notify hook answered (plain `pulumi up` rollbacks)
 
     def __init__(
         self,
@@ -292,7 +263,7 @@ class AuditEntry(pulumi.dynamic.Resource, module="fetchml", name="AuditEntry"):
             "audit_log": audit_log,
             "audit_sink": audit_sink[0],
             "audit_retention_days": audit_sink[1],
-            "notify_webhook": notify_webhook,
+            "notify_webhook": pulumi.Output.secret(notify_webhook) if notify_webhook else "",
             "actor": actor,
             "reason": reason,
             "gate": gate,
@@ -301,5 +272,6 @@ class AuditEntry(pulumi.dynamic.Resource, module="fetchml", name="AuditEntry"):
             "action": None,
             "entry": None,
             "shipping": None,
+            "notified": None,
         }
         super().__init__(AuditEntryProvider(), name, props, opts)

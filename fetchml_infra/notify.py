@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -30,12 +31,20 @@ def payload(stack: str, entry: Entry | None, checklist: Sequence[tuple[str, bool
     }
 
 
+def shown(url: str) -> str:
+    """The hook as printed: scheme and host only, since webhook paths and queries often carry a token."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or '?'}{f':{parts.port}' if parts.port else ''}"
+
+
 def send(url: str, body: dict[str, Any]) -> tuple[bool, str]:
     """(delivered, a line saying what happened); never raises."""
     try:
         r = httpx.post(url, json=body, timeout=TIMEOUT)
-    except httpx.HTTPError as exc:
-        return False, f"notify hook {url} failed: {type(exc).__name__}: {exc}"
+    except httpx.HTTPError as exc:  # its text names the cause, never the URL
+        return False, f"notify hook {shown(url)} failed: {type(exc).__name__}: {exc}"
+    except (httpx.InvalidURL, ValueError) as exc:
+        return False, f"notify hook {shown(url)} failed: {type(exc).__name__}"
     if r.is_success:
-        return True, f"notified {url}: HTTP {r.status_code}"
-    return False, f"notify hook {url} failed: HTTP {r.status_code}"
+        return True, f"notified {shown(url)}: HTTP {r.status_code}"
+    return False, f"notify hook {shown(url)} failed: HTTP {r.status_code}"

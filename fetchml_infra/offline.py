@@ -137,9 +137,12 @@ def main(argv: list[str]) -> int:
         for name, path in toolchain_dirs(env).items():
             print(f"{name}={path}")
         return 0
-    for key in _EXPORTED:
-        if key in env:
-            print(f"export {key}={shlex.quote(env[key])}")
+    shown = {key: env[key] for key in _EXPORTED if key in env}
+    if "AWS_SECRET_ACCESS_KEY" in shown and env.get("FETCHML_OPS_ENV"):  # never print the key: name its file
+        shown.pop("AWS_ACCESS_KEY_ID", None), shown.pop("AWS_SECRET_ACCESS_KEY")
+        shown.update(ops_store.shell_credentials(env))
+    for key, value in shown.items():
+        print(f"export {key}={shlex.quote(value)}")
     if "--interactive" in argv and env.get("PULUMI_CONFIG_PASSPHRASE") == DEV_PASSPHRASE:  # scripts/env.sh
         print(
             "scripts/env.sh: secrets use the development passphrase (local and staging-like stacks only); "

@@ -9,6 +9,7 @@ the checkout's file backend. ``python -m fetchml_infra.ops_store`` creates the t
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,6 +20,7 @@ from fetchml_infra.audit.target import SinkError
 
 STATE_BUCKET = "fetchml-state"
 AUDIT_BUCKET = "fetchml-audit"
+OPS_PROFILE = "fetchml-ops"
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -77,11 +79,13 @@ def engine_locks(url: str, stack: str) -> list[lock.EngineLock]:
             for obj in page.get("Contents", []):
                 key = obj["Key"]
                 folder = key.removeprefix(".pulumi/locks/").rpartition("/")[0]
-                if folder == stack or (folder.startswith("organization/") and folder.endswith(f"/{stack}")):
+                if folder == stack or re.fullmatch(rf"organization/[^/]+/{re.escape(stack)}", folder):
                     try:
                         data = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-                    except ClientError:  # unlocked while we listed
-                        continue
+                    except ClientError as exc:
+                        if exc.response.get("Error", {}).get("Code") == "NoSuchKey":
+                            continue  # unlocked while we listed
+                        raise  # AccessDenied and the like: a lock we cannot read is no proof of none
                     found.append(lock.parse_engine_lock(Path(f"s3://{bucket}/{key}"), data))
     except (BotoCoreError, ClientError) as exc:
         raise SinkError(f"state backend {endpoint}/{bucket}: listing its locks failed: {exc}") from None
@@ -103,6 +107,21 @@ def layer(env: dict[str, str]) -> None:
         # Without credentials the AWS SDKs ask the EC2 metadata address: never leave this host for that.
         env.setdefault("AWS_EC2_METADATA_DISABLED", "true")
         env.setdefault("AWS_RESPONSE_CHECKSUM_VALIDATION", "when_required")  # MinIO sends none; silences the CLI
+
+
+def shell_credentials(env: Mapping[str, str]) -> dict[str, str]:
+    """What a shell needs for plain `pulumi` on the ops store, without the secret key in its printed exports:
+    an AWS shared credentials file (mode 600) beside the ops file, and the profile in it."""
+    name, key, secret = env.get("FETCHML_OPS_ENV"), env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")
+    if not (name and key and secret):
+        return {}
+    path = Path(name).expanduser().with_name("aws-credentials")
+    text = f"[{OPS_PROFILE}]\naws_access_key_id = {key}\naws_secret_access_key = {secret}\n"
+    if not path.is_file() or path.read_text() != text:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+    return {"AWS_SHARED_CREDENTIALS_FILE": str(path), "AWS_PROFILE": OPS_PROFILE}
 
 
 def ensure_buckets(env: Mapping[str, str]) -> list[str]:

@@ -15,11 +15,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from fetchml_infra import audit, history, host, lock, offline, ops_store, passphrase, ports
-from fetchml_infra.audit import checkpoint
+from fetchml_infra.audit import checkpoint, sink_checks
 from fetchml_infra.audit import shipping as shipping_
 from fetchml_infra.audit.checkpoint import parse_signers
 from fetchml_infra.audit.target import SinkError
 from fetchml_infra.config import StackConfig
+from fetchml_infra.recording import shipping_of
 from fetchml_infra.workspace import OperatorError, Stack, image_present, pull
 
 EXIT_CHECKS_FAILED = 1
@@ -105,9 +106,9 @@ def check_sink(cfg: StackConfig, log: str, say: Say) -> None:
             say("  warning: complianceMode hipaa without an auditSink: the audit chain lives on this host only")
         return
     try:
-        shipping = shipping_.connect(cfg.audit_sink, cfg.audit_retention_days, cfg.stack)
+        shipping = shipping_of(cfg)
         assert shipping is not None
-        lines = shipping_.before_change(
+        lines = sink_checks.before_change(
             log, shipping, parse_signers(cfg.audit_signers), hipaa=cfg.compliance_mode == "hipaa"
         )
     except shipping_.Diverged as exc:

@@ -16,9 +16,11 @@ from pathlib import Path
 from fetchml_infra import aftercare, attempt, audit, health, history, host, jobqueue, preflight, proxy, review
 from fetchml_infra.attempt import Attempt
 from fetchml_infra.audit import shipping as shipping_
+from fetchml_infra.audit import sink_checks
 from fetchml_infra.config import ConfigError, StackConfig
 from fetchml_infra.config_reader import IMAGE_TAG
 from fetchml_infra.gate import current_actor
+from fetchml_infra.recording import shipping_of
 from fetchml_infra.workspace import OperatorError, Policy, Stack, image_present
 
 EXIT_OK = 0
@@ -60,7 +62,7 @@ def _in_step_with_the_team(stack: Stack, say: Say) -> None:
         return
     cfg = load_config(stack)
     log = stack.audit_log(cfg)
-    shipping_.catch_up(log, shipping_.connect(cfg.audit_sink, cfg.audit_retention_days, cfg.stack))
+    shipping_.catch_up(log, shipping_of(cfg))
     last = history.last_entry(audit.entries(log), cfg.stack) if audit.verify(log).ok else None
     if last is not None and last.to_image not in (mine, history.NO_IMAGE):
         say(
@@ -239,9 +241,9 @@ def post_rollback_checks(stack: Stack, cfg: StackConfig) -> list[Check]:
     verdict = audit.verify(log, *preflight.recorded_head(outputs), allow_longer=True)
     detail = f"{audit.count_entries(verdict.length)}, head {verdict.head[:12]}" if verdict.ok else verdict.detail
     checks.append(Check("audit chain", verdict.ok, detail))
-    shipping = shipping_.connect(cfg.audit_sink, cfg.audit_retention_days, cfg.stack)
+    shipping = shipping_of(cfg)
     if shipping is not None:
-        checks.append(Check("audit sink", *shipping_.in_step(log, shipping.sink)))
+        checks.append(Check("audit sink", *sink_checks.in_step(log, shipping.sink)))
     return checks
 
 

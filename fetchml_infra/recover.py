@@ -20,7 +20,8 @@ from typing import Any
 
 from fetchml_infra import attempt, audit, health, history, host, lock, outcome, preflight, proxy
 from fetchml_infra.config import StackConfig
-from fetchml_infra.gate import current_actor, record_move
+from fetchml_infra.gate import current_actor
+from fetchml_infra.recording import record_move, shipping_of
 from fetchml_infra.workspace import OperatorError, Stack
 
 Say = Callable[[str], None]
@@ -100,6 +101,7 @@ def _record_unrecorded(stack: Stack, cfg: StackConfig, log: str, say: Say) -> No
         actor=current_actor(),
         outcome="success" if healthy else "failure",
         reason=reason,
+        shipping=shipping_of(cfg),
     )
     if entry is not None:
         say(f"  recorded the unrecorded move: {entry.render()}")

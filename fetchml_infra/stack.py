@@ -27,10 +27,11 @@ import pulumi_docker as docker
 
 from fetchml_infra import audit, host, proxy
 from fetchml_infra.app_access import APP_USER, ARTIFACTS_BUCKET, AppAccess
-from fetchml_infra.audit import shipping as shipping_
+from fetchml_infra.audit import sink_checks
 from fetchml_infra.audit.checkpoint import parse_signers
 from fetchml_infra.config import StackConfig
 from fetchml_infra.gate import AuditEntry, HealthGate, current_actor
+from fetchml_infra.recording import shipping_of
 
 REDIS_PORT = 6379
 MINIO_PORT = 9000
@@ -71,10 +72,10 @@ def rollback_advice(cfg: StackConfig) -> str:
 def _sink_in_step(cfg: StackConfig, log: str) -> None:
     """The plain `pulumi up` path's fast sink check (the CLI's preflight runs the same): a HIPAA stack whose
     sink cannot take the entry fails here, before any resource is registered."""
-    shipping = shipping_.connect(cfg.audit_sink, cfg.audit_retention_days, cfg.stack)
+    shipping = shipping_of(cfg)
     if shipping is not None:
         signers = parse_signers(cfg.audit_signers)
-        for line in shipping_.before_change(log, shipping, signers, hipaa=cfg.compliance_mode == "hipaa"):
+        for line in sink_checks.before_change(log, shipping, signers, hipaa=cfg.compliance_mode == "hipaa"):
             if line.startswith("warning"):
                 pulumi.log.warn(line.removeprefix("warning: "))
 

@@ -15,7 +15,8 @@ from collections.abc import Callable
 
 from fetchml_infra import audit, history, host
 from fetchml_infra.config import StackConfig
-from fetchml_infra.gate import current_actor, record_move
+from fetchml_infra.gate import current_actor
+from fetchml_infra.recording import record_move, shipping_of
 from fetchml_infra.workspace import OperatorError, Stack
 
 Say = Callable[[str], None]
@@ -32,7 +33,7 @@ def _record(cfg: StackConfig, log: str, outcome: str, reason: str) -> None:
     """The move to no image, from the one the chain's last move went to (nothing, if it already ended at none:
     a destroy run again after one that stopped part-way records no second move)."""
     record_move(log, stack=cfg.stack, image=history.NO_IMAGE, actor=current_actor(), outcome=outcome,
-                reason=reason[:200], action="destroy")  # fmt: skip
+                reason=reason[:200], action="destroy", shipping=shipping_of(cfg))  # fmt: skip
 
 
 def destroy(stack: Stack, cfg: StackConfig, reason: str, delete_data: bool, say: Say) -> int:

@@ -64,6 +64,7 @@ class SinkView:
     entries: dict[int, SinkEntry] = field(default_factory=dict)
     strays: list[str] = field(default_factory=list)  # keys under entries/<stack>/ that are no index
     checkpoints: dict[int, list[str]] = field(default_factory=dict)  # length -> every version's note
+    checkpoint_etags: dict[int, str] = field(default_factory=dict)  # length -> its one version's ETag
     bucket_lock: tuple[str | None, int | None] = ("COMPLIANCE", None)  # default (mode, days)
 
 
@@ -75,7 +76,8 @@ class Policy:
     origin: str
 
 
-def _lines(data: bytes) -> list[bytes]:
+def lines_of(data: bytes) -> list[bytes]:
+    """The complete lines, each with its newline (a split on b"\\n" only: never on a \\r inside a line)."""
     return [line + b"\n" for line in data[: data.rfind(b"\n") + 1].split(b"\n")[:-1]]
 
 
@@ -86,7 +88,7 @@ def _hash_of(line: bytes) -> str:
 def compare(local: bytes, sink: SinkView, policy: Policy, outputs: tuple[int, str] | None) -> list[Finding]:
     """Every finding, in the order of ``KINDS``."""
     out: list[Finding] = []
-    lines = _lines(local)
+    lines = lines_of(local)
     n_local = len(lines)
     verdict = verify_bytes(local, allow_longer=True)
     if not verdict.ok:
@@ -101,9 +103,11 @@ def compare(local: bytes, sink: SinkView, policy: Policy, outputs: tuple[int, st
     if not sv.ok:
         out.append(Finding("SINK_CHAIN_BROKEN", (sv.first_bad_line or 1) - 1, f"{sv.problem}: {sv.detail}"))
     beyond = sorted(i for i in sink.entries if i > contiguous)
+    holes = range(contiguous, max(beyond[-1], n_local)) if beyond else range(0)
     out += [
         Finding("MISSING_IN_SINK", i, "the sink holds later entries but not this one")
-        for i in range(contiguous, min(n_local, beyond[-1]) if beyond else contiguous)
+        for i in holes
+        if i not in sink.entries
     ]
     out += [Finding("EXTRA_IN_SINK", i, "after a hole in the sink; the chain cannot reach it") for i in beyond]
     out += [Finding("EXTRA_IN_SINK", None, f"{key}: not an entry index") for key in sink.strays]
@@ -126,15 +130,15 @@ def compare(local: bytes, sink: SinkView, policy: Policy, outputs: tuple[int, st
             Finding(
                 "LOCAL_BEHIND_SINK",
                 n_local,
-                f"the local log has {n_local} lines, the sink {contiguous}: the local log was cut off or is an old "
-                f"copy; fetchml-infra audit sync restores the missing lines from the sink",
+                f"the local log has {n_local} lines, the sink {contiguous}: another operator's entries not taken "
+                f"in yet, or a log cut off or restored from an old copy; fetchml-infra audit sync takes them in",
             )
         )
     out += _objects(sink, policy)
-    out += _checkpoints(sink, policy, lines if fork is None and contiguous <= n_local else _lines(sink_bytes))
+    out += _checkpoints(sink, policy, lines if fork is None and contiguous <= n_local else lines_of(sink_bytes))
     if outputs is not None:
         length, head = outputs
-        longest = lines if n_local >= contiguous else _lines(sink_bytes)
+        longest = lines if n_local >= contiguous else lines_of(sink_bytes)
         at = _hash_of(longest[length - 1]) if 0 < length <= len(longest) else ("0" * 64 if length == 0 else None)
         if at != head:
             out.append(
@@ -204,7 +208,16 @@ def _checkpoints(sink: SinkView, policy: Policy, chain: list[bytes]) -> list[Fin
                 out.append(
                     Finding("SINK_MOVED", length, f"checkpoint of {cp.origin} at {cp.length}, stored at {length}")
                 )
-            elif length <= len(chain) and _hash_of(chain[length - 1]) != cp.head:
+            elif not 0 < length <= len(chain):
+                out.append(
+                    Finding(
+                        "CHECKPOINT_MISMATCH",
+                        length,
+                        f"signed for {length} lines; the chain has {len(chain)} (an append during this check? "
+                        f"run it again)",
+                    )
+                )
+            elif _hash_of(chain[length - 1]) != cp.head:
                 out.append(
                     Finding(
                         "CHECKPOINT_MISMATCH",

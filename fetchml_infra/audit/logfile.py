@@ -176,7 +176,11 @@ def entries(path: PathLike) -> list[Entry]:
     AuditError on a line that does not parse or whose hash is wrong, or a seal entry with no sealed line
     right above it; links are verify's business."""
     p = Path(path)
-    data = _read_all(p)
+    return entries_of(p, _read_all(p))
+
+
+def entries_of(p: Path, data: bytes) -> list[Entry]:
+    """``entries`` of bytes already read (a writer holding the lock reads its own fd)."""
     lines = data[: data.rfind(b"\n") + 1].split(b"\n")[:-1]
     sealed = _sealed(lines)
     start = next((i for i, line in enumerate(lines) if is_chained(line) and i not in sealed), len(lines))

@@ -2,16 +2,19 @@
 
 An append, under the local log's lock: first bring the two into step (take the lines the sink has and the log
 lacks; send the lines the log has and the sink lacks, in order, so a failed upload heals on the next append),
-then create the new line in the sink (create-only), and only then write it locally. A second writer that got
-the same index first makes the create fail: take its line and build ours on it. So two operators' logs never
-fork. When the sink cannot be reached the entry is written locally only and the result says so; the next
-append or ``audit sync`` ships it (a HIPAA stack refuses to start a deploy in that state, ``preflight``).
+then decide the entry from the chain as it now stands (another operator's move may have come in), create it
+in the sink (create-only), and only then write it locally. A second writer that got the same index first makes
+the create fail: take its line, decide again, build on it. So two operators' logs never fork. When the sink
+cannot be reached the entry is written locally only and the result says so; the next append or ``audit sync``
+ships it (a HIPAA stack refuses to start a deploy in that state, ``sink_checks``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import time as clock
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -23,13 +26,12 @@ from fetchml_infra.audit.logfile import (
     LOCK_TIMEOUT,
     _appending,
     _chunks,
+    _complete_end,
     _count_lines,
     _head_for_append,
     _last_lines,
     _write,
-)
-from fetchml_infra.audit.logfile import (
-    append as append_local,
+    entries_of,
 )
 from fetchml_infra.audit.scan import verify_bytes
 from fetchml_infra.audit.target import SinkError, Taken, Target
@@ -39,23 +41,15 @@ if TYPE_CHECKING:
 
 _RETRIES = 5  # lost races for one index before giving up (each means another operator appended meanwhile)
 
+Fields = dict[str, str]
+Decide = Callable[[list[Entry]], "Fields | None"]  # the chain's entries -> the entry to append, or None: no change
 
-__all__ = [
-    "Diverged",
-    "Shipping",
-    "SinkError",
-    "Step",
-    "Taken",
-    "append",
-    "before_change",
-    "catch_up",
-    "connect",
-    "sync",
-]
+__all__ = ["Diverged", "Shipping", "SinkError", "Step", "Taken", "append", "catch_up", "connect", "move", "sync"]
 
 
 class Diverged(AuditError):
-    """The local log and the sink hold different lines at one index: a fork, for a person to investigate."""
+    """The local log cannot be put in step with the sink (a fork, or a local chain that does not verify): for a
+    person to investigate; nothing is sent or taken."""
 
 
 @dataclass(frozen=True)
@@ -79,16 +73,42 @@ def _hint(sink: Sink) -> str:
     return f"Investigate: fetchml-infra audit check-sink --stack {sink.stack}"
 
 
+def _complete_torn(p: Path, fd: int, size: int, sink: Sink) -> int:
+    """A crash between the sink's create and the local write can leave the local line torn: when its bytes
+    begin the sink's line, write the rest (the line was shipped whole). The new size."""
+    end = _complete_end(fd, size)
+    if end == size or os.pread(fd, 1, size - 1) == b"\n":
+        return size
+    torn, n = os.pread(fd, size - end, end), _count_lines(fd, end)
+    try:
+        whole = sink.lines_from(n)[:1]
+    except SinkError as exc:
+        raise AuditError(
+            f"{p}: its last line is incomplete, and the audit sink that may hold it whole cannot be read ({exc}). "
+            f"Do not seal it: bring the sink back, then run fetchml-infra audit sync --stack {sink.stack}"
+        ) from None
+    if not whole:
+        return size  # never shipped: sealing it is the way, and _head_for_append says so
+    if not whole[0].startswith(torn):
+        raise Diverged(f"{p}: its incomplete last line is not the start of the sink's line {n + 1}. {_hint(sink)}")
+    rest = whole[0][len(torn) :]
+    if os.write(fd, rest) != len(rest):
+        raise AuditError(f"{p}: could not complete its torn last line from the audit sink (disk full?)")
+    os.fsync(fd)
+    return size + len(rest)
+
+
 def _reconcile(p: Path, fd: int, size: int, sink: Sink) -> Step:
     """Take what the sink has beyond the log, or send what the log has beyond the sink. Under the lock."""
+    size = _complete_torn(p, fd, size, sink)
+    _head_for_append(p, fd, size)  # a torn (never shipped) or plain last line: say so before touching the sink
     n = _count_lines(fd, size)
     last = _last_lines(fd, size, 1)[0] + b"\n" if n else b""
     newer = sink.lines_from(n)
     if newer:
         if n and sink.sha256_at(n - 1) != _sha(last):
             raise Diverged(f"{p}: line {n} differs from the audit sink's line {n}. {_hint(sink)}")
-        data = b"".join(_chunks(fd, size)) + b"".join(newer)
-        verdict = verify_bytes(data)
+        verdict = verify_bytes(b"".join(_chunks(fd, size)) + b"".join(newer))
         if not verdict.ok:
             raise Diverged(
                 f"{p}: the audit sink's lines {n + 1}-{n + len(newer)} do not extend this log "
@@ -101,8 +121,15 @@ def _reconcile(p: Path, fd: int, size: int, sink: Sink) -> Step:
         return Step(size + len(block), len(newer), 0)
     if n == 0 or sink.sha256_at(n - 1) == _sha(last):
         return Step(size, 0, 0)
+    data = b"".join(_chunks(fd, size))
+    verdict = verify_bytes(data)
+    if not verdict.ok:  # a sink holds a verified chain or nothing: never ship a broken one
+        raise Diverged(
+            f"{p}: line {verdict.first_bad_line}: {verdict.problem}; nothing was sent to the audit sink. "
+            f"Run: fetchml-infra audit verify --log {p}"
+        )
     shipped = sink.length()
-    lines = [line + b"\n" for line in b"".join(_chunks(fd, size)).split(b"\n")[:-1]]
+    lines = [line + b"\n" for line in data.split(b"\n")[:-1]]
     if shipped > n or (shipped and sink.sha256_at(shipped - 1) != _sha(lines[shipped - 1])):
         raise Diverged(f"{p}: the audit sink's line {shipped} is not this log's line {shipped}. {_hint(sink)}")
     for i in range(shipped, n):
@@ -119,8 +146,6 @@ def sync(path: str | os.PathLike[str], sink: Sink, lock_timeout: float = LOCK_TI
     """Bring the log and the sink into step (``audit sync``, and before every deploy); SinkError, Diverged."""
     p = Path(path)
     with _appending(p, lock_timeout) as (fd, size):
-        if size:
-            _head_for_append(p, fd, size)  # a torn or plain last line: say so before touching the sink
         return _reconcile(p, fd, size, sink)
 
 
@@ -129,6 +154,73 @@ def catch_up(path: str | os.PathLike[str], shipping: Shipping | None) -> None:
     if shipping is not None:
         with contextlib.suppress(SinkError, Diverged):
             sync(path, shipping.sink)
+
+
+def _locked_append(
+    p: Path, shipping: Shipping | None, choose: Callable[[int, int], Fields | None], when: datetime | None,
+    lock_timeout: float,
+) -> tuple[Entry | None, str]:  # fmt: skip
+    """Under the lock: into step, ``choose`` (fd, size) -> fields, ship, write. (entry or None, note)."""
+    sink = shipping.sink if shipping is not None else None
+    with _appending(p, lock_timeout) as (fd, size):
+        note = ""
+        for attempt in range(_RETRIES + 1):
+            if sink is not None and not note:
+                try:
+                    size = _reconcile(p, fd, size, sink).size
+                except (SinkError, Diverged) as exc:
+                    if attempt:  # the sink holds another writer's line here: ours may not go in locally alone
+                        raise AuditError(f"{p}: lost a race for a line of the audit sink, then: {exc}") from None
+                    note = f"written to the local log only: {exc}"
+            fields = choose(fd, size)
+            if fields is None:
+                return None, note
+            if fields.get("action") == "seal":
+                raise ValueError("audit field 'action' must not be 'seal' here: only audit seal writes seals")
+            entry = make_entry(_head_for_append(p, fd, size), **fields, time=when)
+            if sink is None or note:
+                break
+            index = _count_lines(fd, size)
+            try:
+                sink.put_entry(index, (entry.render() + "\n").encode())
+                break
+            except Taken:  # another operator was first: take their line and decide again on top of it
+                if attempt == _RETRIES:
+                    raise AuditError(f"{p}: lost the race for line {index + 1} of the sink {_RETRIES} times") from None
+                clock.sleep(0.05 * (attempt + 1))
+            except SinkError as exc:  # the same entry goes in locally; the next append ships it
+                note = f"written to the local log only: {exc}"
+                break
+        _write(p, fd, entry)
+        if sink is not None and not note:
+            note = _checkpoint(sink, shipping.signer if shipping else None, index + 1, entry.hash)
+    return entry, note
+
+
+def _checkpoint(sink: Sink, signer: checkpoint.Signer | None, length: int, head: str) -> str:
+    if signer is None:
+        return "shipped without a checkpoint: this host has no audit signing key (fetchml-infra audit keygen)"
+    try:
+        sink.put_checkpoint(length, signer.sign(checkpoint.Checkpoint(sink.origin, length, head)))
+    except (SinkError, Taken) as exc:
+        return f"shipped, but its checkpoint was not: {exc}"
+    return ""
+
+
+def move(
+    path: str | os.PathLike[str],
+    shipping: Shipping | None,
+    decide: Decide,
+    *,
+    time: datetime | None = None,
+    lock_timeout: float = LOCK_TIMEOUT,
+) -> tuple[Entry | None, str]:
+    """Append the entry ``decide`` makes of the chain as it stands once in step with the sink (None: no entry,
+    the chain already says so). (the entry or None, a note when it was not shipped)."""
+    p = Path(path)
+    return _locked_append(
+        p, shipping, lambda fd, size: decide(entries_of(p, os.pread(fd, size, 0))), time, lock_timeout
+    )
 
 
 def append(
@@ -148,39 +240,8 @@ def append(
     """Append one entry, shipped first when there is a sink; (the entry, a note when it was not shipped)."""
     fields = dict(action=action, outcome=outcome, from_image=from_image, to_image=to_image, actor=actor)
     fields.update(reason=reason, stack=stack)
-    if shipping is None:
-        return append_local(path, **fields, time=time, lock_timeout=lock_timeout), ""
-    p, sink = Path(path), shipping.sink
-    with _appending(p, lock_timeout) as (fd, size):
-        _head_for_append(p, fd, size)
-        note, shipped = "", True
-        try:
-            size = _reconcile(p, fd, size, sink).size
-        except (SinkError, Diverged) as exc:
-            note, shipped = f"written to the local log only: {exc}", False
-        for attempt in range(_RETRIES + 1):
-            entry = make_entry(_head_for_append(p, fd, size), **fields, time=time)
-            index = _count_lines(fd, size)
-            if not shipped:
-                break
-            try:
-                sink.put_entry(index, (entry.render() + "\n").encode())
-                break
-            except Taken:
-                if attempt == _RETRIES:
-                    raise AuditError(f"{p}: lost the race for line {index + 1} of the sink {_RETRIES} times") from None
-                size = _reconcile(p, fd, size, sink).size  # another operator was first: build on their line
-            except SinkError as exc:
-                note, shipped = f"written to the local log only: {exc}", False
-        _write(p, fd, entry)
-        if shipped and shipping.signer is not None:
-            cp = checkpoint.Checkpoint(sink.origin, index + 1, entry.hash)
-            try:
-                sink.put_checkpoint(index + 1, shipping.signer.sign(cp))
-            except (SinkError, Taken) as exc:
-                note = f"shipped, but its checkpoint was not: {exc}"
-        elif shipped:
-            note = "shipped without a checkpoint: this host has no audit signing key (fetchml-infra audit keygen)"
+    entry, note = _locked_append(Path(path), shipping, lambda _fd, _size: fields, time, lock_timeout)
+    assert entry is not None  # fixed fields always make an entry
     return entry, note
 
 
@@ -193,53 +254,3 @@ def connect(url: str, retention_days: int, stack: str) -> Shipping | None:
     path = checkpoint.default_key_path()
     signer = checkpoint.load(path) if path.exists() else None
     return Shipping(Sink(Target.parse(url, retention_days), stack), signer)
-
-
-def before_change(log: str, shipping: Shipping, signers: dict[str, bytes], *, hipaa: bool) -> list[str]:
-    """The fast form of check-sink, before a deploy changes anything: bring the log and the sink into step
-    (another operator's entries come in, unshipped ones go out). Lines to print, each starting "ok" or
-    "warning"; AuditError to refuse: a fork, or, on a HIPAA stack, a sink that cannot take the entry or a
-    checkpoint no listed key could sign."""
-    sink = shipping.sink
-    out: list[str] = []
-    signer = shipping.signer
-    if signer is None or signers.get(signer.name) != checkpoint.public_bytes(signer.key):
-        why = (
-            f"this host's audit signing key ({signer.name}) is not listed in auditSigners"
-            if signer
-            else f"this host has no audit signing key ({checkpoint.default_key_path()})"
-        )
-        fix = "fetchml-infra audit keygen prints the auditSigners entry to add"
-        if hipaa:
-            raise AuditError(f"{why}, so its checkpoints could not be verified. Nothing was changed. {fix}")
-        out.append(f"warning: {why}; checkpoints will not verify ({fix})")
-    try:
-        step = sync(log, sink)
-    except SinkError as exc:
-        if hipaa:
-            raise AuditError(
-                f"{exc}\nA HIPAA stack records every change in its write-once sink: nothing was changed. Bring "
-                f"the sink back (or fix its credentials), then run again; check it with: fetchml-infra audit "
-                f"check-sink --stack {sink.stack}"
-            ) from None
-        return [*out, f"warning: {exc}; entries stay local until `fetchml-infra audit sync --stack {sink.stack}`"]
-    moved = f" (took {step.pulled} line(s) from the sink, sent {step.pushed})" if step.pulled or step.pushed else ""
-    return [*out, f"ok  audit sink {sink.target.url()} and the local log are in step{moved}"]
-
-
-def in_step(path: str | os.PathLike[str], sink: Sink) -> tuple[bool, str]:
-    """Whether the sink holds exactly the log's lines, judged by the last one (its sha256) and the one after it
-    (none): the post-rollback checklist's fast form of check-sink. Reads only; never raises for the sink."""
-    data = Path(path).read_bytes() if Path(path).exists() else b""
-    n = data.count(b"\n")
-    last = data[: data.rfind(b"\n") + 1].rsplit(b"\n", 2)[-2] + b"\n" if n else b""
-    try:
-        here, beyond = (sink.sha256_at(n - 1) if n else None), sink.sha256_at(n)
-    except SinkError as exc:
-        return False, str(exc)
-    if beyond is not None:
-        return False, f"the sink has more than the local log's {n} lines: fetchml-infra audit sync --stack {sink.stack}"
-    if n and here != _sha(last):
-        why = "lacks" if here is None else "holds another"
-        return False, f"the sink {why} line {n}: fetchml-infra audit check-sink --stack {sink.stack}"
-    return True, f"{sink.target.url()} holds all {n} lines (full check: fetchml-infra audit check-sink)"

@@ -13,14 +13,17 @@ deploy host a key that can put and read, never delete or bypass retention.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
+import re
+import time
+import uuid
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -28,6 +31,12 @@ from fetchml_infra.audit.findings import SinkEntry, SinkView
 from fetchml_infra.audit.target import SinkError, Taken, Target
 
 _PARALLEL = 16  # concurrent reads when check-sink fetches every object
+_BUSY_RETRIES = 6  # tries of a create that meets another create of the same key in flight (409)
+_INDEX = re.compile(r"[0-9]{12}")
+
+
+class _Busy(Exception):
+    """409 ConditionalRequestConflict: another conditional write of this key is in progress."""
 
 
 def _status(exc: ClientError) -> int:
@@ -40,28 +49,41 @@ class Sink:
     def __init__(self, target: Target, stack: str) -> None:
         self.target, self.stack = target, stack
         self.origin = f"{target.bucket}/{stack}"
-        session = boto3.session.Session()  # reads the environment and profiles once
-        self._s3: Any = session.client(
-            "s3",
-            endpoint_url=target.endpoint,
-            region_name=session.region_name or "us-east-1",
-            config=Config(
-                connect_timeout=3,
-                read_timeout=15,
-                retries={"max_attempts": 2, "mode": "standard"},
-                s3={"addressing_style": "path"},
-                max_pool_connections=_PARALLEL,
-            ),
-        )
+        core = botocore.session.get_session()
+        resolver = core.get_component("credential_provider")
+        for name in ("iam-role", "container-role"):  # never a machine's role: a sink key is given on purpose
+            resolver.remove(name)
+        try:
+            session = boto3.session.Session(botocore_session=core)  # reads the environment and profiles once
+            self._s3: Any = session.client(
+                "s3",
+                endpoint_url=target.endpoint,
+                region_name=session.region_name or "us-east-1",
+                config=Config(
+                    connect_timeout=3,
+                    read_timeout=15,
+                    retries={"max_attempts": 2, "mode": "standard"},
+                    s3={"addressing_style": "path"},
+                    max_pool_connections=_PARALLEL,
+                ),
+            )
+        except BotoCoreError as exc:  # a named profile that does not exist, a bad endpoint
+            raise SinkError(f"audit sink {target.url()}: cannot set up its client: {exc}") from None
 
     def key(self, index: int) -> str:
         return f"entries/{self.stack}/{index:012d}"
 
     def _call(self, what: str, fn: Any, **kwargs: Any) -> Any:
+        """One S3 call; a body is read inside it, so that a connection cut mid-body is a SinkError too."""
         try:
-            return fn(Bucket=self.target.bucket, **kwargs)
+            got = fn(Bucket=self.target.bucket, **kwargs)
+            if isinstance(got, dict) and "Body" in got:
+                got = {**got, "Body": got["Body"].read()}
+            return got
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
+            if _status(exc) == 409 and code == "ConditionalRequestConflict":
+                raise _Busy(kwargs.get("Key", "")) from None
             if _status(exc) == 412 or code == "PreconditionFailed":
                 raise Taken(kwargs.get("Key", "")) from None
             if code == "NoSuchKey" or (_status(exc) == 404 and code != "NoSuchBucket"):
@@ -71,18 +93,29 @@ class Sink:
             raise SinkError(f"audit sink {self.target.url()} is unreachable ({what}): {exc}") from None
 
     # -- writing ---------------------------------------------------------------------------------------
-    def _put(self, key: str, body: bytes, metadata: dict[str, str]) -> None:
+    def _put(self, key: str, body: bytes, metadata: dict[str, str], *, same_bytes_ok: bool = False) -> None:
+        """Create ``key``. Done as well when it is this call's own earlier try whose answer was lost (its
+        ``writer`` token), or, with ``same_bytes_ok``, holds exactly ``body``; Taken when another writer's."""
         until = datetime.now(UTC) + timedelta(days=self.target.retention_days)
-        self._call(
-            f"writing {key}",
-            self._s3.put_object,
-            Key=key,
-            Body=body,
-            IfNoneMatch="*",
-            ObjectLockMode="COMPLIANCE",
-            ObjectLockRetainUntilDate=until,
-            Metadata=metadata,
-        )
+        token = uuid.uuid4().hex
+        for attempt in range(_BUSY_RETRIES):
+            try:
+                self._call(f"writing {key}", self._s3.put_object, Key=key, Body=body, IfNoneMatch="*",
+                           ObjectLockMode="COMPLIANCE", ObjectLockRetainUntilDate=until,
+                           Metadata={**metadata, "writer": token})  # fmt: skip
+                return
+            except _Busy:  # another create of this key is in flight: its outcome decides
+                time.sleep(0.1 * (attempt + 1))
+            except Taken:
+                pass
+            try:
+                got = self._call(f"reading {key}", self._s3.get_object, Key=key)
+            except KeyError:  # the other create failed or is not visible yet: try ours again
+                continue
+            if got.get("Metadata", {}).get("writer") == token or (same_bytes_ok and got["Body"] == body):
+                return
+            raise Taken(key)
+        raise SinkError(f"audit sink {self.target.url()}: {key} stayed busy with another writer's create")
 
     def put_entry(self, index: int, line: bytes) -> None:
         """Create line ``index``; Taken if another writer was first."""
@@ -90,14 +123,12 @@ class Sink:
         self._put(self.key(index), line, meta)
 
     def put_checkpoint(self, length: int, note: str) -> None:
-        self._put(
-            f"checkpoints/{self.stack}/{length:012d}", note.encode(), {"length": str(length), "stack": self.stack}
-        )
+        meta = {"length": str(length), "stack": self.stack}
+        self._put(f"checkpoints/{self.stack}/{length:012d}", note.encode(), meta, same_bytes_ok=True)
 
     def put_incident(self, sha256: str, text: bytes) -> None:
         """An incident report, content-addressed: one already there under its hash is the same report."""
-        with contextlib.suppress(Taken):
-            self._put(f"incidents/{self.stack}/{sha256}", text, {"stack": self.stack, "sha256": sha256})
+        self._put(f"incidents/{self.stack}/{sha256}", text, {"stack": self.stack, "sha256": sha256}, same_bytes_ok=True)
 
     # -- reading ---------------------------------------------------------------------------------------
     def sha256_at(self, index: int) -> str | None:
@@ -120,7 +151,7 @@ class Sink:
 
     def body(self, key: str, version: str | None = None) -> bytes:
         extra = {"VersionId": version} if version else {}
-        return bytes(self._call(f"reading {key}", self._s3.get_object, Key=key, **extra)["Body"].read())
+        return bytes(self._call(f"reading {key}", self._s3.get_object, Key=key, **extra)["Body"])
 
     def lines_from(self, index: int) -> list[bytes]:
         """The sink's lines at ``index`` and after, as long as they are contiguous. Read key by key: a GET sees
@@ -158,20 +189,21 @@ class Sink:
             raise SinkError(f"audit sink {self.target.url()}: listing {prefix} failed: {exc}") from None
         return versions
 
-    def view(self, known: Mapping[int, bytes] | None = None, verified: tuple[int, int] = (0, 0)) -> SinkView:
+    def view(
+        self, known: Mapping[int, bytes] | None = None, verified: tuple[int, Mapping[int, str]] = (0, {})
+    ) -> SinkView:
         """Everything check-sink compares: every version of every object, each latest body and its lock.
 
-        ``verified`` = (entries, checkpoints) an earlier check found sound: an object below those that still
-        has its one version is not read again when its ETag (the MD5 of its bytes) matches the ``known``
-        local line. Its lock and metadata cannot have changed: COMPLIANCE retention is never shortened and any
-        write makes a new version, which the listing shows."""
+        ``verified`` = (entries, {checkpoint length: ETag}) an earlier check found sound: an entry below that
+        count that still has its one version is not read again when its ETag (the MD5 of its bytes) matches the
+        ``known`` local line, nor a checkpoint whose one version has the ETag remembered. Lock and metadata cannot
+        have changed: COMPLIANCE retention is never shortened and any write makes a new version."""
         known = known or {}
         view = SinkView(bucket_lock=self._bucket_lock())
         entries = self._versions(f"entries/{self.stack}/")
         todo: dict[str, list[dict[str, Any]]] = {}
         for key, vs in entries.items():
-            name = key.rpartition("/")[2]
-            i = int(name) if name.isdigit() and len(name) == 12 else -1
+            i = self._index(key, "entries")
             only = vs[0] if len(vs) == 1 and not vs[0].get("marker") else None
             line = known.get(i)
             if 0 <= i < verified[0] and only and line and only["ETag"].strip('"') == hashlib.md5(line).hexdigest():
@@ -179,23 +211,25 @@ class Sink:
             else:
                 todo[key] = vs
         for key, vs in self._versions(f"checkpoints/{self.stack}/").items():
-            name = key.rpartition("/")[2]
-            if not (name.isdigit() and int(name) < verified[1] and len(vs) == 1 and not vs[0].get("marker")):
+            length, only = self._index(key, "checkpoints"), vs[0] if len(vs) == 1 and not vs[0].get("marker") else None
+            if only and length > 0 and verified[1].get(length) == only["ETag"]:
+                view.checkpoint_etags[length] = only["ETag"]  # sound before, unchanged: not read again
+            else:
                 todo[key] = vs
         with ThreadPoolExecutor(_PARALLEL) as pool:
             read = dict(zip(todo, pool.map(self._read_key, todo.items()), strict=True))
         for key, (body, head, vs) in read.items():
-            name = key.rpartition("/")[2]
-            if key.startswith("checkpoints/"):
-                if name.isdigit():
-                    view.checkpoints[int(name)] = body
-                else:
-                    view.strays.append(key)
-            elif not (name.isdigit() and len(name) == 12) or not body:
+            kind = "checkpoints" if key.startswith("checkpoints/") else "entries"
+            i = self._index(key, kind)
+            if i < 0 or not body:
                 view.strays.append(key)
+            elif kind == "checkpoints":
+                view.checkpoints[i] = body
+                if len(vs) == 1 and not vs[0].get("marker"):
+                    view.checkpoint_etags[i] = vs[0]["ETag"]
             else:
                 meta = head.get("Metadata", {})
-                view.entries[int(name)] = SinkEntry(
+                view.entries[i] = SinkEntry(
                     body=body[0],
                     meta_index=meta.get("index"),
                     meta_stack=meta.get("stack"),
@@ -206,6 +240,11 @@ class Sink:
                     written=head.get("LastModified"),
                 )
         return view
+
+    def _index(self, key: str, kind: str) -> int:
+        """The index a key names (exactly ``<kind>/<stack>/`` and twelve ASCII digits), or -1: a stray."""
+        name = key.removeprefix(f"{kind}/{self.stack}/")
+        return int(name) if _INDEX.fullmatch(name) and key == f"{kind}/{self.stack}/{name}" else -1
 
     def _read_key(self, item: tuple[str, list[dict[str, Any]]]) -> tuple[list[Any], dict[str, Any], list[Any]]:
         """(bodies: the latest for an entry, every version's for a checkpoint; the latest's head; versions)."""
@@ -218,7 +257,7 @@ class Sink:
             return [], {}, vs
         extra = {"VersionId": latest["VersionId"]} if latest.get("VersionId") not in (None, "null") else {}
         got = self._call(f"reading {key}", self._s3.get_object, Key=key, **extra)  # body, metadata and lock
-        return [bytes(got["Body"].read())], got, vs
+        return [bytes(got["Body"])], got, vs
 
     def _bucket_lock(self) -> tuple[str | None, int | None]:
         try:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from fetchml_infra import incident
+from fetchml_infra import incident, notify
 from fetchml_infra.audit import checkpoint
 from fetchml_infra.audit.sink import Sink
 from fetchml_infra.audit.target import Target
@@ -102,7 +102,7 @@ def test_a_hipaa_rollback_needs_an_incident_report_and_notifies(
     assert last.reason == f"b-regressed incident={sha}"
     assert (p.audit_log.parent / "incidents" / p.stack_name / sha).read_text() == REPORT
     assert sink.body(f"incidents/{p.stack_name}/{sha}") == REPORT.encode()
-    assert f"notified {receiver.url}: HTTP 204" in out
+    assert f"notified {notify.shown(receiver.url)}: HTTP 204" in out and "/hooks/" not in out  # no token printed
     [body] = receiver.bodies
     assert body["entry"]["line"] == last.render() and body["incident"] == sha
     names = [c["name"] for c in body["checklist"]]
@@ -116,11 +116,15 @@ def test_a_hipaa_rollback_needs_an_incident_report_and_notifies(
     assert len(receiver.bodies) == 2
     assert receiver.bodies[1]["entry"]["to_image"] == A
     assert [c["name"] for c in receiver.bodies[1]["checklist"]] == ["health gate", "audit chain"]
+    outputs = json.loads(ok(p.pulumi("stack", "output", "--json")))
+    assert outputs.get("audit_shipping", "") == ""  # the hook's answer is not an unshipped audit entry
+    state = ok(p.pulumi("stack", "export"))
+    assert "/hooks/rollback" not in state  # the hook URL is a secret in the state
 
     # A dead hook is reported and changes nothing else.
     ok(p.cli("deploy", "--image", B, "--reason", "third"))
     ok(p.pulumi("config", "set", "fetchml:notifyWebhook", f"http://127.0.0.1:{free_port()}/gone"))
     out = ok(p.cli("rollback", "--reason", "b-regressed-again", "--incident", str(report)))
-    assert "notify hook http://127.0.0.1:" in out and "failed: ConnectError" in out
+    assert "notify hook http://127.0.0.1:" in out and "failed: ConnectError" in out and "/gone" not in out
     assert p.chain()[-1].to_image == A
     assert "ok: " in ok(p.cli("audit", "check-sink"))

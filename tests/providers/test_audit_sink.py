@@ -162,7 +162,7 @@ def test_a_hole_and_a_stray(chain: Chain) -> None:
     chain.append("b", ship=False)  # b: another log, never shipped; its line 0 goes to index 5 by hand
     chain.sink.put_entry(5, lines(chain.log("b"))[0])
     chain.sink._s3.put_object(Bucket=BUCKET, Key=f"entries/{chain.stack}/notes.txt", Body=b"hi")
-    assert chain.findings() == ["EXTRA_IN_SINK -", "EXTRA_IN_SINK 5"]
+    assert chain.findings() == ["MISSING_IN_SINK 4", "EXTRA_IN_SINK -", "EXTRA_IN_SINK 5"]  # 4: a hole in both
 
 
 def test_sink_chain_broken(chain: Chain) -> None:
@@ -282,12 +282,17 @@ def test_a_repeat_check_reads_only_what_is_new_and_still_finds_a_fork_or_a_new_v
         chain.append()
     data = lines(chain.log())
     known = dict(enumerate(data))
-    view = chain.sink.view(known, (4, 5))
+    first = chain.sink.view(known)
+    assert sorted(first.checkpoints) == sorted(first.checkpoint_etags) == [1, 2, 3, 4]
+    etags = first.checkpoint_etags
+    view = chain.sink.view(known, (4, etags))
     assert all(e.trusted for e in view.entries.values()) and view.checkpoints == {}
     assert findings.compare(b"".join(data), view, chain.policy(), None) == []
+    # A remembered checkpoint is trusted by its ETag, not its number: another ETag is read again.
+    assert sorted(chain.sink.view(known, (4, {**etags, 2: '"0"'})).checkpoints) == [2]
     forged = data[1].replace(b"reason=test", b"reason=TEST")
-    view = chain.sink.view({**known, 1: forged}, (4, 5))  # the local line no longer matches the sink's ETag
+    view = chain.sink.view({**known, 1: forged}, (4, etags))  # the local line no longer matches the sink's ETag
     assert not view.entries[1].trusted and view.entries[1].body == data[1]
     chain.sink._s3.put_object(Bucket=BUCKET, Key=chain.sink.key(2), Body=data[2])
-    found = findings.compare(b"".join(data), chain.sink.view(known, (4, 5)), chain.policy(), None)
+    found = findings.compare(b"".join(data), chain.sink.view(known, (4, etags)), chain.policy(), None)
     assert [f"{f.kind} {f.index}" for f in found] == ["SINK_OVERWRITE_ATTEMPT 2", "SINK_MOVED 2"]

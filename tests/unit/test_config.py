@@ -99,6 +99,7 @@ BAD = [
     ("password short", {"minioRootPassword": "short"}, "minioRootPassword: expected at least 8 characters, saw 5"),
     ("sink no bucket", {"auditSink": "http://127.0.0.1:9190"}, "auditSink: expected http(s)://host[:port]/bucket"),
     ("sink s3 url", {"auditSink": "s3://audit"}, "auditSink: expected http(s)://host[:port]/bucket"),
+    ("sink plain http off loopback", {"auditSink": "http://10.0.0.5:9000/audit"}, "auditSink: expected https://"),
     ("signers", {"auditSigners": "laptop"}, "auditSigners: expected name:key pairs"),
     ("retention", {"auditRetentionDays": "0"}, "auditRetentionDays: expected a number from 1 to 36500, saw '0'"),
     ("webhook", {"notifyWebhook": "ftp://x"}, "notifyWebhook: expected an http(s):// URL, saw 'ftp://x'"),
