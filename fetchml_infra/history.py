@@ -98,6 +98,16 @@ class ChainEntry(Protocol):
 E = TypeVar("E", bound=ChainEntry)
 
 
+class MoveEntry(ChainEntry, Protocol):
+    @property
+    def from_image(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
+
+
+M = TypeVar("M", bound=MoveEntry)
+
+
 def classify(entries: Sequence[ChainEntry], stack: str, to_image: str) -> tuple[str, str]:
     """(action, from_image) for moving ``stack`` to ``to_image``, judged from the audit chain.
 
@@ -130,6 +140,18 @@ def last_passed_to(entries: Iterable[E], stack: str, image: str) -> E | None:
     """The stack's newest move onto ``image`` that passed its health gate, if any."""
     passed = [e for e in _moves(entries, stack) if e.outcome == "success" and e.to_image == image != NO_IMAGE]
     return passed[-1] if passed else None
+
+
+def denied(entries: Iterable[M], stack: str, reason: str) -> list[str]:
+    """Images a rollback with ``reason`` (the automatic one) left because they failed their health gate, and
+    that no later move passed on: the chain's own deniedImages, the same for every operator of a shared stack."""
+    out: dict[str, None] = {}
+    for e in _moves(entries, stack):
+        if e.action == "rollback" and e.outcome == "success" and e.reason == reason:
+            out[e.from_image] = None
+        elif e.outcome == "success":
+            out.pop(e.to_image, None)
+    return list(out)
 
 
 def last_passed(entries: Iterable[E], stack: str) -> E | None:

@@ -8,6 +8,7 @@ rollback: find the target in stack history -> check image present -> verify chai
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -77,6 +78,9 @@ def deploy(stack: Stack, image: str, reason: str, allow_denied: bool, say: Say) 
     _in_step_with_the_team(stack, say)
     previous = stack.raw_config()[0].get("image")  # None on a new stack: its first deploy sets it
     current = load_config(stack, **({} if previous else {"image": image}))
+    if current.audit_sink:  # a team's checkouts share the chain, not their config: it says what failed
+        chained = history.denied(audit.entries(stack.audit_log(current)), current.stack, AUTO_ROLLBACK_REASON)
+        current = dataclasses.replace(current, denied_images=tuple(dict.fromkeys([*current.denied_images, *chained])))
     denied = [t for t in current.denied_images if t != image]
     if image in current.denied_images and not allow_denied:
         raise OperatorError(

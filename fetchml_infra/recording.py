@@ -3,6 +3,7 @@ when it has one (``audit.shipping``), and is decided from the chain under the lo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -10,6 +11,8 @@ import yaml
 
 from fetchml_infra import audit, history
 from fetchml_infra.audit import shipping as shipping_
+from fetchml_infra.audit import sink_checks
+from fetchml_infra.audit.checkpoint import parse_signers
 from fetchml_infra.audit.line import Entry
 from fetchml_infra.audit.shipping import Shipping
 
@@ -20,6 +23,17 @@ if TYPE_CHECKING:
 def shipping_of(cfg: StackConfig) -> Shipping | None:
     """The shipping of a stack's entries: None when its config names no sink (``auditSink``)."""
     return shipping_.connect(cfg.audit_sink, cfg.audit_retention_days, cfg.stack)
+
+
+def sink_ready(cfg: StackConfig, log: str, warn: Callable[[str], None]) -> None:
+    """The plain `pulumi up` path's fast sink check (the CLI's preflight runs the same): a HIPAA stack whose
+    sink cannot take the entry fails here (AuditError), before any resource is registered."""
+    shipping = shipping_of(cfg)
+    if shipping is not None:
+        signers = parse_signers(cfg.audit_signers)
+        for line in sink_checks.before_change(log, shipping, signers, hipaa=cfg.compliance_mode == "hipaa"):
+            if line.startswith("warning"):
+                warn(line.removeprefix("warning: "))
 
 
 def record_move(

@@ -27,11 +27,9 @@ import pulumi_docker as docker
 
 from fetchml_infra import audit, host, proxy
 from fetchml_infra.app_access import APP_USER, ARTIFACTS_BUCKET, AppAccess
-from fetchml_infra.audit import sink_checks
-from fetchml_infra.audit.checkpoint import parse_signers
 from fetchml_infra.config import StackConfig
 from fetchml_infra.gate import AuditEntry, HealthGate, current_actor
-from fetchml_infra.recording import shipping_of
+from fetchml_infra.recording import sink_ready
 
 REDIS_PORT = 6379
 MINIO_PORT = 9000
@@ -69,17 +67,6 @@ def rollback_advice(cfg: StackConfig) -> str:
     return f"roll back with: {command}"
 
 
-def _sink_in_step(cfg: StackConfig, log: str) -> None:
-    """The plain `pulumi up` path's fast sink check (the CLI's preflight runs the same): a HIPAA stack whose
-    sink cannot take the entry fails here, before any resource is registered."""
-    shipping = shipping_of(cfg)
-    if shipping is not None:
-        signers = parse_signers(cfg.audit_signers)
-        for line in sink_checks.before_change(log, shipping, signers, hipaa=cfg.compliance_mode == "hipaa"):
-            if line.startswith("warning"):
-                pulumi.log.warn(line.removeprefix("warning: "))
-
-
 class FetchML(pulumi.ComponentResource):
     def __init__(self, name: str, cfg: StackConfig, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("fetchml:index:FetchML", name, None, opts)
@@ -90,7 +77,7 @@ class FetchML(pulumi.ComponentResource):
         audit.require_intact(self.audit_log)  # fail before touching anything, on preview as well as up
         if not pulumi.runtime.is_dry_run():  # an update must be able to record itself before it moves anything
             audit.require_appendable(self.audit_log)
-            _sink_in_step(cfg, self.audit_log)
+            sink_ready(cfg, self.audit_log, pulumi.log.warn)
             self.route_file.parent.mkdir(parents=True, exist_ok=True)  # Docker would make it root's own
         self.persistent = self._persistent(cfg)
         self.actor = current_actor()
