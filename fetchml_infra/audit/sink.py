@@ -49,11 +49,11 @@ class Sink:
     def __init__(self, target: Target, stack: str) -> None:
         self.target, self.stack = target, stack
         self.origin = f"{target.bucket}/{stack}"
-        core = botocore.session.get_session()
-        resolver = core.get_component("credential_provider")
-        for name in ("iam-role", "container-role"):  # never a machine's role: a sink key is given on purpose
-            resolver.remove(name)
         try:
+            core = botocore.session.get_session()
+            resolver = core.get_component("credential_provider")
+            for name in ("iam-role", "container-role"):  # never a machine's role: a sink key is given on purpose
+                resolver.remove(name)
             session = boto3.session.Session(botocore_session=core)  # reads the environment and profiles once
             self._s3: Any = session.client(
                 "s3",

@@ -11,9 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
@@ -21,63 +18,8 @@ from botocore.exceptions import ClientError
 from fetchml_infra.audit import checkpoint, findings, shipping, verify
 from fetchml_infra.audit.sink import Sink
 from fetchml_infra.audit.target import SinkError, Taken, Target
-from tests.providers.minio_server import Server, minio
-
-BUCKET = "audit"
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with pytest.MonkeyPatch.context() as mp, minio(tmp_path_factory.mktemp("minio")) as s:
-        for key, value in s.env.items():
-            mp.setenv(key, value)
-        Sink(Target(s.endpoint, BUCKET, 30), "-").create_bucket()
-        yield s
-
-
-class Chain:
-    """One stack's sink and a signer, and local logs (operators' mirrors) in a temp directory."""
-
-    def __init__(self, server: Server, tmp: Path, retention_days: int = 30, bucket: str = BUCKET) -> None:
-        self.stack = f"s{uuid.uuid4().hex[:8]}"
-        self.sink = Sink(Target(server.endpoint, bucket, retention_days), self.stack)
-        self.signer = checkpoint.create(tmp / f"{self.stack}.key", "ci-runner")
-        self.tmp = tmp
-        self.shipping = shipping.Shipping(self.sink, self.signer)
-
-    def log(self, name: str = "a") -> Path:
-        return self.tmp / f"{name}.audit.log"
-
-    def append(self, name: str = "a", to: str = "sha-1a2b3c4", ship: bool = True) -> str:
-        _, note = shipping.append(
-            self.log(name),
-            self.shipping if ship else None,
-            action="deploy",
-            outcome="success",
-            from_image="-",
-            to_image=to,
-            actor="tester",
-            reason="test",
-            stack=self.stack,
-        )
-        return note
-
-    def policy(self, retention_days: int = 30) -> findings.Policy:
-        signers = {self.signer.name: checkpoint.public_bytes(self.signer.key)}
-        return findings.Policy(self.stack, retention_days, signers, self.sink.origin)
-
-    def findings(self, name: str = "a", outputs: tuple[int, str] | None = None, days: int = 30) -> list[str]:
-        local = self.log(name).read_bytes() if self.log(name).exists() else b""
-        found = findings.compare(local, self.sink.view(), self.policy(days), outputs)
-        return [f"{f.kind} {'-' if f.index is None else f.index}" for f in found]
-
-    def s3(self) -> object:
-        return self.sink._s3
-
-
-@pytest.fixture
-def chain(server: Server, tmp_path: Path) -> Chain:
-    return Chain(server, tmp_path)
+from tests.providers.minio_server import Server
+from tests.providers.sink_chain import BUCKET, Chain, lines
 
 
 def test_locked_entries_cannot_be_deleted_or_overwritten_and_a_clean_chain_has_no_findings(chain: Chain) -> None:
@@ -140,10 +82,6 @@ def test_a_sink_that_cannot_be_reached_is_an_error_never_an_empty_sink(chain: Ch
 
 
 # -- every finding, caused ---------------------------------------------------------------------------------
-
-
-def lines(path: Path) -> list[bytes]:
-    return path.read_bytes().splitlines(True)
 
 
 def test_local_chain_broken_and_local_behind_sink(chain: Chain) -> None:
