@@ -165,6 +165,11 @@ def parse(
         audit_signers=r.parsed("auditSigners", "", parse_signers),
         notify_webhook=r.parsed("notifyWebhook", "", _webhook),
     )
+    if cfg.notify_webhook and "notifyWebhook" not in secret_keys:  # the state would keep it in plain text
+        r.problems.append(
+            "notifyWebhook: expected a secret (webhook URLs carry tokens): pulumi config set --secret "
+            "notifyWebhook URL; saw a plain value (its text is not shown)"
+        )
     if dev_passphrase and passphrase.needs_private(environment, compliance):
         r.problems.append(passphrase.refusal(stack, environment, compliance))
     # The policy pack's prod-hipaa rule, here too so that a plain `pulumi up` (which runs no pack) keeps it.

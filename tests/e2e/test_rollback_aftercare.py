@@ -67,8 +67,8 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Pro
             auditSink=f"{server.endpoint}/audit",
             auditRetentionDays="30",
             auditSigners=f"{key.name}:{key.public()}",
-            notifyWebhook=receiver.url,
         ) as p:
+            ok(p.pulumi("config", "set", "--secret", "fetchml:notifyWebhook", receiver.url))  # it carries a token
             yield p, receiver, Sink(Target(server.endpoint, "audit", 30), p.stack_name)
     receiver.server.shutdown()
 
@@ -123,8 +123,14 @@ def test_a_hipaa_rollback_needs_an_incident_report_and_notifies(
 
     # A dead hook is reported and changes nothing else.
     ok(p.cli("deploy", "--image", B, "--reason", "third"))
-    ok(p.pulumi("config", "set", "fetchml:notifyWebhook", f"http://127.0.0.1:{free_port()}/gone"))
+    ok(p.pulumi("config", "set", "--secret", "fetchml:notifyWebhook", f"http://127.0.0.1:{free_port()}/gone"))
     out = ok(p.cli("rollback", "--reason", "b-regressed-again", "--incident", str(report)))
     assert "notify hook http://127.0.0.1:" in out and "failed: ConnectError" in out and "/gone" not in out
     assert p.chain()[-1].to_image == A
     assert "ok: " in ok(p.cli("audit", "check-sink"))
+
+    # A hook set in plain text would sit in the state and the config file as it is: refused, not echoed.
+    ok(p.pulumi("config", "set", "fetchml:notifyWebhook", "http://127.0.0.1:9/T0/plain-token"))
+    plain = p.cli("deploy", "--image", B, "--reason", "fourth")
+    assert plain.returncode == 2 and "notifyWebhook: expected a secret" in plain.stderr
+    assert "plain-token" not in plain.stdout + plain.stderr and p.chain()[-1].to_image == A

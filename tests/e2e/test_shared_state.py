@@ -111,7 +111,7 @@ def test_two_operators_share_one_stack_and_one_chain(team: Team, tmp_path: Path)
     assert "operator-b" in ok(a.cli("history"))  # A sees B's update in the shared stack history
 
     # A rolls back while B tries to deploy: the backend's lock lets one through and tells the other why.
-    rolling = start_cli(a, "rollback", "--to", A, "--reason", "b-regressed")
+    rolling = start_cli(a, "rollback", "--to", A, "--reason", "health-check-failure")
     engine_lock_appears(a, rolling)
     refused = b.cli("deploy", "--image", B, "--reason", "racing")
     text = refused.stdout + refused.stderr
@@ -141,12 +141,28 @@ def test_two_operators_share_one_stack_and_one_chain(team: Team, tmp_path: Path)
     )
     assert script.returncode == 0, script.stdout + script.stderr
 
+    # The chain, not one checkout's config, says what failed: B's checkout never listed B in deniedImages.
+    assert "deniedImages" not in (b.root / f"Pulumi.{b.stack_name}.yaml").read_text()
+    denied = b.cli("deploy", "--image", B, "--reason", "again")
+    assert denied.returncode == 2 and "--allow-denied" in denied.stderr, denied.stdout + denied.stderr
+    assert f"{B} failed its health gate" in denied.stderr
+
     # A fresh checkout fills its mirror from the sink.
     a.audit_log.rename(tmp_path / "a-log-kept")
     out = ok(a.cli("audit", "sync"))
     assert "took 3 line(s)" in out
     assert a.audit_log.read_bytes() == b.audit_log.read_bytes()
     assert verify(str(a.audit_log)).length == 3
+
+    # An entry written by hand reaches the sink as well; one aimed at another log than the stack's is refused.
+    fix = ("--index", "2", "--reason", "entered-by-the-wrong-operator")
+    shutil.copy(b.audit_log, tmp_path / "elsewhere.log")
+    wrong = b.cli("audit", "correct", "--log", str(tmp_path / "elsewhere.log"), *fix)
+    assert wrong.returncode == 2 and f"keeps its chain in {b.audit_log}" in wrong.stderr, wrong.stderr
+    ok(b.cli("audit", "correct", "--log", str(b.audit_log), *fix))
+    assert team.sink().length() == 4
+    assert "took 1 line(s)" in ok(a.cli("audit", "sync"))
+    assert "ok:" in ok(a.cli("audit", "check-sink"))
 
 
 @pytest.mark.parametrize("compliance", ["hipaa", "none"])

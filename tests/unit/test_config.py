@@ -103,6 +103,7 @@ BAD = [
     ("signers", {"auditSigners": "laptop"}, "auditSigners: expected name:key pairs"),
     ("retention", {"auditRetentionDays": "0"}, "auditRetentionDays: expected a number from 1 to 36500, saw '0'"),
     ("webhook", {"notifyWebhook": "ftp://x"}, "notifyWebhook: expected an http(s):// URL, saw 'ftp://x'"),
+    ("webhook plain", {"notifyWebhook": "https://hooks.test/T0/tok"}, "notifyWebhook: expected a secret"),
 ]
 
 
