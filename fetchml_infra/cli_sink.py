@@ -20,8 +20,8 @@ from pulumi.automation.errors import CommandError
 
 from fetchml_infra import offline, procedure
 from fetchml_infra.audit import checkpoint, findings, shipping
+from fetchml_infra.audit.filebytes import _read_all
 from fetchml_infra.audit.line import AuditError, count_entries
-from fetchml_infra.audit.logfile import _read_all
 from fetchml_infra.cli_audit import audit_app
 from fetchml_infra.config import StackConfig
 from fetchml_infra.console import StackOpt, fail, say

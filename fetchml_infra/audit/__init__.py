@@ -18,6 +18,7 @@ succeed; ``view`` what ``tail`` and ``verify`` print about lines that are not en
 sealed torn lines).
 """
 
+from fetchml_infra.audit.filebytes import LOCK_TIMEOUT
 from fetchml_infra.audit.line import (
     ACTIONS,
     OUTCOMES,
@@ -30,7 +31,6 @@ from fetchml_infra.audit.line import (
     make_entry,
 )
 from fetchml_infra.audit.logfile import (
-    LOCK_TIMEOUT,
     adopt,
     append,
     entries,

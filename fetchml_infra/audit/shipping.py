@@ -21,8 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fetchml_infra.audit import checkpoint
-from fetchml_infra.audit.line import AuditError, Entry, _sha, make_entry
-from fetchml_infra.audit.logfile import (
+from fetchml_infra.audit.filebytes import (
     LOCK_TIMEOUT,
     _appending,
     _chunks,
@@ -31,8 +30,9 @@ from fetchml_infra.audit.logfile import (
     _head_for_append,
     _last_lines,
     _write,
-    entries_of,
 )
+from fetchml_infra.audit.line import AuditError, Entry, _sha, make_entry
+from fetchml_infra.audit.logfile import entries_of
 from fetchml_infra.audit.scan import verify_bytes
 from fetchml_infra.audit.target import SinkError, Taken, Target
 

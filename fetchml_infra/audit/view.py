@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from fetchml_infra.audit.filebytes import _complete_end, _count_lines, _last_lines, _reading, _sealed
 from fetchml_infra.audit.line import count_entries, is_chained
-from fetchml_infra.audit.logfile import _complete_end, _count_lines, _last_lines, _reading, _sealed
 
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
 
