@@ -105,6 +105,7 @@ def up(
         else:  # a first deploy that moved nothing leaves the stack as new as it was
             stack.unset("image")
     if not found.ok and moved and not found.verdict_on_image:
+        notes: list[str] = []
         try:
             entry = record_move(
                 stack.audit_log(cfg),
@@ -114,8 +115,11 @@ def up(
                 outcome="failure",
                 reason=no_verdict_reason(found, cfg.image),
                 shipping=shipping_of(cfg),
+                notes=notes,
             )
             recorded = entry.render() if entry else ""
+            for note in notes:
+                say(f"warning: the entry for the interrupted move was {note}")
         except (audit.AuditError, ValueError) as exc:
             say(f"could not record the interrupted move in the audit log: {exc}")
     return Attempt(found, moved, recorded)

@@ -177,5 +177,14 @@ def audit_seal(
     actor: ActorOpt = "",
 ) -> None:
     """After a crash left a torn last line: keep its bytes as a line of their own, pinned by a seal entry that
-    continues the chain, so appends work again. Exit 2, nothing written, if that is not the log's only problem."""
+    continues the chain, so appends work again. Exit 2, nothing written, if that is not the log's only problem.
+    On a stack with a sink, a line the sink holds whole is completed from it instead: sealing it would fork."""
+    ship = _shipping(stack, log) if log.is_file() else None
+    if ship is not None:
+        try:
+            if shipping.complete_torn(str(log), ship.sink):
+                say(f"completed the torn last line of {log} from the audit sink; nothing to seal")
+                raise typer.Exit(0)
+        except audit.AuditError as exc:
+            fail(f"{exc}; nothing was sealed", 2)
     _write(lambda: audit.seal(str(log), actor=actor or current_actor(), stack=stack))

@@ -35,6 +35,8 @@ def requeue_stuck(
         s = Stack(stack)
         cfg = load_config(s)
         log = s.audit_log(cfg)
+        ship = shipping_of(cfg)  # before anything moves: the requeue entry must be writable, through the sink
+        shipping.catch_up(log, ship)  # the team's lines first (a torn line the sink holds whole, completed)
         audit.require_intact(log, consequence="Nothing was requeued.")
         audit.require_appendable(log)
         address = str(s.outputs().get("redis_address") or f"127.0.0.1:{cfg.redis_host_port}")
@@ -52,17 +54,20 @@ def requeue_stuck(
         say(f"no stuck job on stack '{stack}' (every running job has a live worker)")
         raise typer.Exit(0)
     names = ", ".join(moved)
-    entry, note = shipping.append(
-        log,
-        shipping_of(cfg),
-        action="requeue",
-        outcome="success",
-        from_image="-",
-        to_image="-",
-        actor=current_actor(),
-        reason=audit.clean_value(f"requeued {len(moved)} stuck job(s): {names}: {reason}")[:400],
-        stack=stack,
-    )
+    try:
+        entry, note = shipping.append(
+            log,
+            ship,
+            action="requeue",
+            outcome="success",
+            from_image="-",
+            to_image="-",
+            actor=current_actor(),
+            reason=audit.clean_value(f"requeued {len(moved)} stuck job(s): {names}: {reason}")[:400],
+            stack=stack,
+        )
+    except (audit.AuditError, ValueError, OSError) as exc:
+        fail(f"requeued {names}, but its audit entry could not be written: {exc}", 2)
     say(f"requeued {len(moved)} stuck job{'s' if len(moved) != 1 else ''} on '{stack}': {names}")
     say(entry.render())
     if note:

@@ -37,6 +37,8 @@ def _or_unchecked(after: str = "") -> Iterator[None]:
     traceback and never a pass."""
     try:
         yield
+    except KeyError as exc:  # an object listed, then gone (an unlocked bucket): never a pass
+        fail(f"{exc} disappeared while it was being read; run the check again{after}", EXIT_UNCHECKED)
     except (OperatorError, CommandError, shipping.SinkError, AuditError, ValueError, OSError) as exc:
         fail(f"{exc}{after}", EXIT_UNCHECKED)
 
@@ -156,9 +158,8 @@ def check_sink(
     for f in found:
         say(f.render(stack))
     n_local, n_sink = local.count(b"\n"), len(view.entries)
-    summary = (
-        f"local {count_entries(n_local)}, sink {count_entries(n_sink)}, {len(view.checkpoints)} checkpoints verified"
-    )
+    n_checkpoints = len(set(view.checkpoints) | set(view.checkpoint_etags))  # read now, or sound and unchanged
+    summary = f"local {count_entries(n_local)}, sink {count_entries(n_sink)}, {n_checkpoints} checkpoints verified"
     if found:
         say(f"FAILED: {len(found)} finding(s); {summary}")
         raise typer.Exit(EXIT_FINDINGS)

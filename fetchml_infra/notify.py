@@ -34,7 +34,11 @@ def payload(stack: str, entry: Entry | None, checklist: Sequence[tuple[str, bool
 def shown(url: str) -> str:
     """The hook as printed: scheme and host only, since webhook paths and queries often carry a token."""
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname or '?'}{f':{parts.port}' if parts.port else ''}"
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:  # a port that is no number: shown as unknown, never raised (the hook must not fail)
+        port = ":?"
+    return f"{parts.scheme}://{parts.hostname or '?'}{port}"
 
 
 def send(url: str, body: dict[str, Any]) -> tuple[bool, str]:

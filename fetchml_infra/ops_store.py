@@ -88,7 +88,7 @@ def engine_locks(url: str, stack: str) -> list[lock.EngineLock]:
                         raise  # AccessDenied and the like: a lock we cannot read is no proof of none
                     found.append(lock.parse_engine_lock(Path(f"s3://{bucket}/{key}"), data))
     except (BotoCoreError, ClientError) as exc:
-        raise SinkError(f"state backend {endpoint}/{bucket}: listing its locks failed: {exc}") from None
+        raise SinkError(f"state backend {endpoint}/{bucket}: listing or reading its locks failed: {exc}") from None
     return found
 
 

@@ -8,7 +8,6 @@ rollback: find the target in stack history -> check image present -> verify chai
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -73,16 +72,22 @@ def _in_step_with_the_team(stack: Stack, say: Say) -> None:
         stack.set(image=last.to_image)
 
 
+def _denied_by_the_chain(stack: Stack, cfg: StackConfig) -> list[str]:
+    """A team's checkouts share the chain, not their config: on a stack with a sink, what the chain says failed
+    its gate is denied too (read only when the log verifies; preflight says why when it does not)."""
+    log = stack.audit_log(cfg)
+    if not cfg.audit_sink or not audit.verify(log).ok:
+        return []
+    return history.denied(audit.entries(log), cfg.stack, AUTO_ROLLBACK_REASON)
+
+
 def deploy(stack: Stack, image: str, reason: str, allow_denied: bool, say: Say) -> int:
     require_tag("--image", image)
     _in_step_with_the_team(stack, say)
     previous = stack.raw_config()[0].get("image")  # None on a new stack: its first deploy sets it
     current = load_config(stack, **({} if previous else {"image": image}))
-    if current.audit_sink:  # a team's checkouts share the chain, not their config: it says what failed
-        chained = history.denied(audit.entries(stack.audit_log(current)), current.stack, AUTO_ROLLBACK_REASON)
-        current = dataclasses.replace(current, denied_images=tuple(dict.fromkeys([*current.denied_images, *chained])))
-    denied = [t for t in current.denied_images if t != image]
-    if image in current.denied_images and not allow_denied:
+    denied = [t for t in current.denied_images if t != image]  # this checkout's own list, written back below
+    if image in (*current.denied_images, *_denied_by_the_chain(stack, current)) and not allow_denied:
         raise OperatorError(
             f"--image: {image} failed its health gate on stack '{stack.name}' before and is denied; "
             f"to deploy it anyway add --allow-denied"

@@ -94,6 +94,7 @@ def _record_unrecorded(stack: Stack, cfg: StackConfig, log: str, say: Say) -> No
         f"recovered: containers ran {image} with no entry for the move ({state}); health now: "
         f"{'passed' if healthy else polled.verdict.reason}"
     )[: attempt.MAX_REASON]
+    notes: list[str] = []
     entry = record_move(
         log,
         stack=cfg.stack,
@@ -102,9 +103,12 @@ def _record_unrecorded(stack: Stack, cfg: StackConfig, log: str, say: Say) -> No
         outcome="success" if healthy else "failure",
         reason=reason,
         shipping=shipping_of(cfg),
+        notes=notes,
     )
     if entry is not None:
         say(f"  recorded the unrecorded move: {entry.render()}")
+    for note in notes:
+        say(f"  warning: that entry was {note}")
 
 
 def _vanished(deployment: Mapping[str, Any], image: str) -> tuple[str, ...]:

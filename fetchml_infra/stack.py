@@ -27,9 +27,10 @@ import pulumi_docker as docker
 
 from fetchml_infra import audit, host, proxy
 from fetchml_infra.app_access import APP_USER, ARTIFACTS_BUCKET, AppAccess
+from fetchml_infra.audit.shipping import catch_up
 from fetchml_infra.config import StackConfig
 from fetchml_infra.gate import AuditEntry, HealthGate, current_actor
-from fetchml_infra.recording import sink_ready
+from fetchml_infra.recording import shipping_of, sink_ready
 
 REDIS_PORT = 6379
 MINIO_PORT = 9000
@@ -74,11 +75,13 @@ class FetchML(pulumi.ComponentResource):
         # Pulumi runs the program in the project directory; the providers get the absolute path.
         self.audit_log = cfg.audit_log_path(Path.cwd())
         self.route_file = proxy.route_file(cfg, Path.cwd())
-        audit.require_intact(self.audit_log)  # fail before touching anything, on preview as well as up
         if not pulumi.runtime.is_dry_run():  # an update must be able to record itself before it moves anything
             audit.require_appendable(self.audit_log)
             sink_ready(cfg, self.audit_log, pulumi.log.warn)
             self.route_file.parent.mkdir(parents=True, exist_ok=True)  # Docker would make it root's own
+        else:  # with a sink, the team's lines first (a torn line the sink holds whole is completed)
+            catch_up(self.audit_log, shipping_of(cfg))
+        audit.require_intact(self.audit_log)  # fail before any resource, on preview as well as up
         self.persistent = self._persistent(cfg)
         self.actor = current_actor()
         self.app = self._app(cfg, self.persistent)

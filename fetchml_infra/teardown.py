@@ -29,11 +29,18 @@ def volumes(stack: Stack) -> list[str]:
     return sorted(str((r.get("outputs") or {}).get("name")) for r in resources if r.get("type") == VOLUME)
 
 
-def _record(cfg: StackConfig, log: str, outcome: str, reason: str) -> None:
+def _record(cfg: StackConfig, log: str, outcome: str, reason: str, say: Say) -> None:
     """The move to no image, from the one the chain's last move went to (nothing, if it already ended at none:
-    a destroy run again after one that stopped part-way records no second move)."""
-    record_move(log, stack=cfg.stack, image=history.NO_IMAGE, actor=current_actor(), outcome=outcome,
-                reason=reason[:200], action="destroy", shipping=shipping_of(cfg))  # fmt: skip
+    a destroy run again after one that stopped part-way records no second move). The destroy has happened:
+    a failure to record it is said, with what to do, and never hides that."""
+    notes: list[str] = []
+    try:
+        record_move(log, stack=cfg.stack, image=history.NO_IMAGE, actor=current_actor(), outcome=outcome,
+                    reason=reason[:200], action="destroy", shipping=shipping_of(cfg), notes=notes)  # fmt: skip
+    except (audit.AuditError, ValueError, OSError) as exc:
+        say(f"the destroy's audit entry could not be written: {exc}; write it by hand with fetchml-infra audit append")
+    for note in notes:
+        say(f"warning: the destroy's audit entry was {note}")
 
 
 def destroy(stack: Stack, cfg: StackConfig, reason: str, delete_data: bool, say: Say) -> int:
@@ -50,10 +57,10 @@ def destroy(stack: Stack, cfg: StackConfig, reason: str, delete_data: bool, say:
     if not run.ok:
         gone = not host.app_containers(cfg.name_prefix)
         if gone:
-            _record(cfg, log, "failure", f"destroy stopped part-way: {reason}")
+            _record(cfg, log, "failure", f"destroy stopped part-way: {reason}", say)
         say(f"destroy failed part-way; the app is {'gone' if gone else 'still there'}: run it again")
         return 4
-    _record(cfg, log, "success", reason)
+    _record(cfg, log, "success", reason, say)
     removed = stack.pulumi("stack", "rm", "--yes", "--preserve-config")
     if removed.returncode != 0:
         say(f"the app is gone but the stack could not be removed: {removed.stderr.strip()[-300:]}")

@@ -103,12 +103,10 @@ def compare(local: bytes, sink: SinkView, policy: Policy, outputs: tuple[int, st
     if not sv.ok:
         out.append(Finding("SINK_CHAIN_BROKEN", (sv.first_bad_line or 1) - 1, f"{sv.problem}: {sv.detail}"))
     beyond = sorted(i for i in sink.entries if i > contiguous)
-    holes = range(contiguous, max(beyond[-1], n_local)) if beyond else range(0)
-    out += [
-        Finding("MISSING_IN_SINK", i, "the sink holds later entries but not this one")
-        for i in holes
-        if i not in sink.entries
-    ]
+    holes = range(contiguous, beyond[-1]) if beyond else range(0)
+    out += [Finding("MISSING_IN_SINK", i, "the sink holds later entries but not this one") for i in holes
+            if i not in sink.entries]  # fmt: skip
+    after = beyond[-1] + 1 if beyond else contiguous  # past the sink's last object: not shipped yet
     out += [Finding("EXTRA_IN_SINK", i, "after a hole in the sink; the chain cannot reach it") for i in beyond]
     out += [Finding("EXTRA_IN_SINK", None, f"{key}: not an entry index") for key in sink.strays]
     fork = next((i for i in range(min(n_local, contiguous)) if sink.entries[i].body != lines[i]), None)
@@ -121,10 +119,8 @@ def compare(local: bytes, sink: SinkView, policy: Policy, outputs: tuple[int, st
                 f"chains part here",
             )
         )
-    if contiguous < n_local and not beyond:
-        out.append(
-            Finding("SINK_BEHIND_LOCAL", contiguous, f"the sink has {contiguous} of {n_local} lines; run audit sync")
-        )
+    if after < n_local:
+        out.append(Finding("SINK_BEHIND_LOCAL", after, f"the sink lacks lines {after + 1}-{n_local}; run audit sync"))
     if contiguous > n_local:
         out.append(
             Finding(

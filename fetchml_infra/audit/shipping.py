@@ -34,7 +34,7 @@ from fetchml_infra.audit.filebytes import (
 from fetchml_infra.audit.line import AuditError, Entry, _sha, make_entry
 from fetchml_infra.audit.logfile import entries_of
 from fetchml_infra.audit.scan import verify_bytes
-from fetchml_infra.audit.target import SinkError, Taken, Target
+from fetchml_infra.audit.target import Contested, SinkError, Taken, Target
 
 if TYPE_CHECKING:
     from fetchml_infra.audit.sink import Sink  # boto3 loads only when a stack has a sink
@@ -44,7 +44,19 @@ _RETRIES = 5  # lost races for one index before giving up (each means another op
 Fields = dict[str, str]
 Decide = Callable[[list[Entry]], "Fields | None"]  # the chain's entries -> the entry to append, or None: no change
 
-__all__ = ["Diverged", "Shipping", "SinkError", "Step", "Taken", "append", "catch_up", "connect", "move", "sync"]
+__all__ = [
+    "Diverged",
+    "Shipping",
+    "SinkError",
+    "Step",
+    "Taken",
+    "append",
+    "catch_up",
+    "complete_torn",
+    "connect",
+    "move",
+    "sync",
+]
 
 
 class Diverged(AuditError):
@@ -149,6 +161,14 @@ def sync(path: str | os.PathLike[str], sink: Sink, lock_timeout: float = LOCK_TI
         return _reconcile(p, fd, size, sink)
 
 
+def complete_torn(path: str | os.PathLike[str], sink: Sink, lock_timeout: float = LOCK_TIMEOUT) -> bool:
+    """Complete a torn last line from the sink when the sink holds it whole (before ``audit seal``): whether it
+    did. AuditError when the sink cannot be read (sealing then could fork the chain), Diverged on a fork."""
+    p = Path(path)
+    with _appending(p, lock_timeout) as (fd, size):
+        return _complete_torn(p, fd, size, sink) != size
+
+
 def catch_up(path: str | os.PathLike[str], shipping: Shipping | None) -> None:
     """``sync`` where a failure is no reason to stop: the append after it writes locally and says why."""
     if shipping is not None:
@@ -184,6 +204,8 @@ def _locked_append(
             try:
                 sink.put_entry(index, (entry.render() + "\n").encode())
                 break
+            except Contested as exc:  # their line or ours: unknown, so none of ours goes in locally
+                raise AuditError(f"{p}: line {index + 1} of the audit sink is contested: {exc}") from None
             except Taken:  # another operator was first: take their line and decide again on top of it
                 if attempt == _RETRIES:
                     raise AuditError(f"{p}: lost the race for line {index + 1} of the sink {_RETRIES} times") from None

@@ -18,18 +18,22 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 import boto3
 import botocore.session
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, PartialCredentialsError
 
 from fetchml_infra.audit.findings import SinkView
-from fetchml_infra.audit.target import SinkError, Taken, Target
+from fetchml_infra.audit.target import Contested, SinkError, Taken, Target
 
 _PARALLEL = 16  # concurrent reads when check-sink fetches every object
 _BUSY_RETRIES = 6  # tries of a create that meets another create of the same key in flight (409)
+
+
+_MACHINE_ROLES = ("iam-role", "container-role", "assume-role-with-web-identity")
 
 
 class _Busy(Exception):
@@ -46,15 +50,25 @@ class Sink:
     def __init__(self, target: Target, stack: str) -> None:
         self.target, self.stack = target, stack
         self.origin = f"{target.bucket}/{stack}"
+
+    @cached_property
+    def _s3(self) -> Any:
+        """The S3 client, made on first use: a profile that does not exist is a SinkError of the first call,
+        handled as any sink that cannot be used (a HIPAA stack refuses, others warn)."""
         try:
             core = botocore.session.get_session()
+            if core.get_scoped_config().get("credential_source"):
+                raise SinkError(
+                    f"audit sink {self.target.url()}: the AWS profile takes its credentials from the machine "
+                    f"(credential_source); give the sink a key of its own"
+                )
             resolver = core.get_component("credential_provider")
-            for name in ("iam-role", "container-role"):  # never a machine's role: a sink key is given on purpose
+            for name in _MACHINE_ROLES:  # never a machine's role: a sink key is given on purpose
                 resolver.remove(name)
             session = boto3.session.Session(botocore_session=core)  # reads the environment and profiles once
-            self._s3: Any = session.client(
+            return session.client(
                 "s3",
-                endpoint_url=target.endpoint,
+                endpoint_url=self.target.endpoint,
                 region_name=session.region_name or "us-east-1",
                 config=Config(
                     connect_timeout=3,
@@ -65,7 +79,7 @@ class Sink:
                 ),
             )
         except BotoCoreError as exc:  # a named profile that does not exist, a bad endpoint
-            raise SinkError(f"audit sink {target.url()}: cannot set up its client: {exc}") from None
+            raise SinkError(f"audit sink {self.target.url()}: cannot set up its client: {exc}") from None
 
     def key(self, index: int) -> str:
         return f"entries/{self.stack}/{index:012d}"
@@ -86,6 +100,11 @@ class Sink:
             if code == "NoSuchKey" or (_status(exc) == 404 and code != "NoSuchBucket"):
                 raise KeyError(kwargs.get("Key", "")) from None
             raise SinkError(f"audit sink {self.target.url()}: {what} failed: {code or _status(exc)}: {exc}") from None
+        except (NoCredentialsError, PartialCredentialsError) as exc:
+            raise SinkError(
+                f"audit sink {self.target.url()}: no credentials for it ({what}): {exc}; set AWS_ACCESS_KEY_ID and "
+                f"AWS_SECRET_ACCESS_KEY, or AWS_PROFILE"
+            ) from None
         except (BotoCoreError, OSError) as exc:
             raise SinkError(f"audit sink {self.target.url()} is unreachable ({what}): {exc}") from None
 
@@ -109,10 +128,12 @@ class Sink:
                 got = self._call(f"reading {key}", self._s3.get_object, Key=key)
             except KeyError:  # the other create failed or is not visible yet: try ours again
                 continue
+            except SinkError as exc:  # someone else's create met ours, and now we cannot see whose won
+                raise Contested(f"{exc} (after another writer's create of {key} met ours)") from None
             if got.get("Metadata", {}).get("writer") == token or (same_bytes_ok and got["Body"] == body):
                 return
             raise Taken(key)
-        raise SinkError(f"audit sink {self.target.url()}: {key} stayed busy with another writer's create")
+        raise Contested(f"audit sink {self.target.url()}: {key} stayed busy with another writer's create")
 
     def put_entry(self, index: int, line: bytes) -> None:
         """Create line ``index``; Taken if another writer was first."""

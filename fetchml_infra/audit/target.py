@@ -23,6 +23,11 @@ class SinkError(Exception):
     """The sink cannot be reached or is not set up as a sink; the message says which and what to do."""
 
 
+class Contested(SinkError):
+    """Another writer's create of the same object met ours and the outcome could not be read: the index may be
+    theirs, so the entry must not be written locally alone."""
+
+
 class Taken(Exception):
     """Another writer already created the object at this index."""
 

@@ -164,6 +164,12 @@ def test_two_operators_share_one_stack_and_one_chain(team: Team, tmp_path: Path)
     assert "took 1 line(s)" in ok(a.cli("audit", "sync"))
     assert "ok:" in ok(a.cli("audit", "check-sink"))
 
+    # A crash tore B's last line after the sink took it: `audit seal` completes it from the sink, seals nothing.
+    whole = b.audit_log.read_bytes()
+    b.audit_log.write_bytes(whole[:-40])
+    out = ok(b.cli("audit", "seal", "--log", str(b.audit_log)))
+    assert "completed the torn last line" in out and b.audit_log.read_bytes() == whole
+
 
 @pytest.mark.parametrize("compliance", ["hipaa", "none"])
 def test_a_sink_that_is_down_refuses_a_hipaa_deploy_and_warns_elsewhere(tmp_path: Path, compliance: str) -> None:

@@ -250,8 +250,42 @@ def test_the_sink_never_takes_a_machines_role(
 
 def test_a_profile_that_does_not_exist_is_a_sink_error(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_PROFILE", "no-such-profile")
+    sink = Sink(Target(server.endpoint, BUCKET, 30), "s")  # made before the profile is read: no traceback
     with pytest.raises(SinkError, match="cannot set up its client: .*no-such-profile"):
-        Sink(Target(server.endpoint, BUCKET, 30), "s")
+        sink.sha256_at(0)
+
+
+def test_a_profile_that_takes_the_machines_credentials_is_refused(
+    server: Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config = tmp_path / "aws-config"
+    config.write_text("[profile borrowed]\nrole_arn = arn:aws:iam::1:role/x\ncredential_source = Ec2InstanceMetadata\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("AWS_PROFILE", "borrowed")
+    with pytest.raises(SinkError, match="takes its credentials from the machine"):
+        Sink(Target(server.endpoint, BUCKET, 30), "s").sha256_at(0)
+
+
+def test_a_create_contested_and_then_unreadable_writes_nothing_locally(chain: Chain) -> None:
+    chain.append()
+    mine = second_operator(chain)
+    real_call, put = mine.sink._call, []
+
+    def call(what: str, fn: Any, **kwargs: Any) -> Any:
+        if what.startswith("writing entries/"):  # another create of this key is in flight (409) ...
+            put.append(1)
+            error = {"Error": {"Code": "ConditionalRequestConflict"}, "ResponseMetadata": {"HTTPStatusCode": 409}}
+            return real_call(what, lambda **_: (_ for _ in ()).throw(ClientError(error, "PutObject")), **kwargs)
+        if put and what.startswith("reading entries/"):  # ... and then the sink goes away
+            raise SinkError("audit sink: unreachable (test)")
+        return real_call(what, fn, **kwargs)
+
+    mine.sink._call = call  # type: ignore[method-assign]
+    before = chain.log().read_bytes()
+    with pytest.raises(AuditError, match="line 2 of the audit sink is contested"):
+        shipping.append(chain.log(), mine, action="deploy", outcome="success", from_image=A, to_image=B,
+                        actor="tester", reason="contested", stack=chain.stack)  # fmt: skip
+    assert chain.log().read_bytes() == before
 
 
 def test_a_two_operator_race_of_many_appends_leaves_one_chain(chain: Chain) -> None:

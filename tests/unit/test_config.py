@@ -102,7 +102,11 @@ BAD = [
     ("sink plain http off loopback", {"auditSink": "http://10.0.0.5:9000/audit"}, "auditSink: expected https://"),
     ("signers", {"auditSigners": "laptop"}, "auditSigners: expected name:key pairs"),
     ("retention", {"auditRetentionDays": "0"}, "auditRetentionDays: expected a number from 1 to 36500, saw '0'"),
-    ("webhook", {"notifyWebhook": "ftp://x"}, "notifyWebhook: expected an http(s):// URL, saw 'ftp://x'"),
+    (
+        "webhook",
+        {"notifyWebhook": "ftp://x"},
+        "notifyWebhook: expected an http(s)://host[:port]/path URL, saw 7 characters starting 'ftp:/'",
+    ),
     ("webhook plain", {"notifyWebhook": "https://hooks.test/T0/tok"}, "notifyWebhook: expected a secret"),
 ]
 

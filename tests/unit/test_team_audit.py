@@ -54,7 +54,7 @@ def test_a_lock_that_cannot_be_read_is_not_taken_for_no_lock(monkeypatch: pytest
         stub.add_response("list_objects_v2", {"Contents": [{"Key": key}], "IsTruncated": False})
         stub.add_client_error("get_object", "AccessDenied", http_status_code=403)
         monkeypatch.setattr(boto3, "client", lambda *a, **k: s3)
-        with pytest.raises(SinkError, match="listing its locks failed: .*AccessDenied"):
+        with pytest.raises(SinkError, match="listing or reading its locks failed: .*AccessDenied"):
             ops_store.engine_locks("s3://state?endpoint=127.0.0.1:9&disableSSL=true", "prod")
 
 
@@ -88,6 +88,8 @@ def test_the_hook_is_shown_by_its_host_only() -> None:
     assert notify.shown(url) == "https://hooks.example.test:8443"
     ok, line = notify.send("http://127.0.0.1:9/services/T000/XXXXSECRET", {"event": "rollback"})
     assert not ok and "XXXXSECRET" not in line and line.startswith("notify hook http://127.0.0.1:9 failed")
+    ok, line = notify.send("https://hooks.example.test:99999/T0/XXXXSECRET", {"event": "rollback"})  # never raises
+    assert not ok and "XXXXSECRET" not in line
 
 
 def test_the_chain_says_which_images_failed_their_gate() -> None:
