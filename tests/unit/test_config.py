@@ -108,6 +108,7 @@ BAD = [
         "notifyWebhook: expected an http(s)://host[:port]/path URL, saw 7 characters starting 'ftp:/'",
     ),
     ("webhook plain", {"notifyWebhook": "https://hooks.test/T0/tok"}, "notifyWebhook: expected a secret"),
+    ("webhook not echoed", {"notifyWebhook": "https://h:x/T0/t0ken"}, "saw 20 characters starting 'https'"),
 ]
 
 
