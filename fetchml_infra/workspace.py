@@ -11,10 +11,11 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pulumi import automation as auto
 
@@ -66,6 +67,28 @@ class Policy:
         return str(config)
 
 
+T = TypeVar("T")
+_STATE_READS = 5  # tries of a stack's state while another engine may be writing it
+
+
+def _state_read(name: str, read: Callable[[], T]) -> T:
+    """``read`` of a stack's state, again after a moment when a running engine was rewriting the state file (a
+    read in that instant sees it empty: "failed to load checkpoint: EOF"); OperatorError when it stays so."""
+    for attempt in range(_STATE_READS):
+        try:
+            return read()
+        except auto.errors.StackNotFoundError:
+            raise
+        except auto.errors.CommandError as exc:
+            if "failed to load checkpoint" not in str(exc):
+                raise
+            if attempt == _STATE_READS - 1:
+                said = [line.strip().removeprefix("stderr: ") for line in str(exc).splitlines() if line.strip()]
+                raise OperatorError(f"could not read stack '{name}''s state: {said[-1]}; run again") from exc
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 class Stack:
     """One stack of the FetchML project, driven through the Automation API."""
 
@@ -84,7 +107,7 @@ class Stack:
         if backend is not None and state_layout.layout(backend).kind == "legacy":  # this CLI still reads it
             print(f"note: {state_layout.advice(backend, name)}", file=sys.stderr)
         try:
-            self._stack = auto.select_stack(stack_name=name, work_dir=str(self.project_dir))
+            self._stack = _state_read(name, lambda: auto.select_stack(stack_name=name, work_dir=str(self.project_dir)))
         except auto.errors.StackNotFoundError as exc:
             names = [s.name for s in auto.LocalWorkspace(work_dir=str(self.project_dir)).list_stacks()]
             raise OperatorError(unknown_stack(name, names, self.project_dir)) from exc
@@ -152,7 +175,7 @@ class Stack:
 
     def deployment(self) -> dict[str, Any]:
         """The `deployment` of `pulumi stack export`: resources (with ids) and any pending operations."""
-        return dict(self._stack.export_stack().deployment or {})
+        return dict(_state_read(self.name, self._stack.export_stack).deployment or {})
 
     def import_deployment(self, deployment: dict[str, Any]) -> None:
         state = self._stack.export_stack()
@@ -169,7 +192,7 @@ class Stack:
 
     def protected(self) -> list[str]:
         """Names of the resources protected in the current state."""
-        resources = (self._stack.export_stack().deployment or {}).get("resources", [])
+        resources = (_state_read(self.name, self._stack.export_stack).deployment or {}).get("resources", [])
         return sorted(r["urn"].rsplit("::", 1)[1] for r in resources if r.get("protect"))
 
     def history(self) -> list[history.Update]:
@@ -182,12 +205,12 @@ class Stack:
                 "message": u.message,
                 "config": {k: v.value for k, v in (u.config or {}).items()},
             }
-            for u in self._stack.history()
+            for u in _state_read(self.name, self._stack.history)
         ]
         return history.parse_history(rows)
 
     def outputs(self) -> dict[str, Any]:
-        return {k: v.value for k, v in self._stack.outputs().items()}
+        return {k: v.value for k, v in _state_read(self.name, self._stack.outputs).items()}
 
 
 def image_present(image: str) -> bool:
