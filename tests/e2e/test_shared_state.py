@@ -181,6 +181,7 @@ def test_a_sink_that_is_down_refuses_a_hipaa_deploy_and_warns_elsewhere(tmp_path
     settings = {"environment": "prod", "complianceMode": "hipaa", "autoRollback": "false"} if hipaa else {}
     with throwaway(tmp_path, image=A, auditSink=dead, auditSigners=f"{key.name}:{key.public()}", **settings) as p:
         p.env["FETCHML_AUDIT_KEY"] = str(tmp_path / "key")
+        p.env.update(AWS_ACCESS_KEY_ID="operator", AWS_SECRET_ACCESS_KEY="operator-key")  # a key; the sink is down
         done = p.cli("deploy", "--image", A, "--reason", "sink-down")
         text = done.stdout + done.stderr
         if hipaa:
