@@ -21,13 +21,12 @@ audit_app = typer.Typer(
 )
 
 
-def _write(make: Callable[[], audit.Entry | tuple[audit.Entry, str]]) -> None:
+def _write(make: Callable[[], tuple[audit.Entry, str]]) -> None:
     """Write one entry and print it (and why it did not reach the sink); a refusal is exit 2, nothing written."""
     try:
-        made = make()
+        entry, note = make()
     except (ValueError, audit.AuditError, OperatorError) as exc:
         fail(str(exc), 2)
-    entry, note = made if isinstance(made, tuple) else (made, "")
     say(entry.render())
     if note:
         say(f"warning: the entry was {note}")
@@ -167,7 +166,7 @@ def audit_tail(log: LogOpt, n: Annotated[int, typer.Option("-n", help="How many 
 @audit_app.command("adopt")
 def audit_adopt(log: LogOpt, stack: StackOpt, actor: ActorOpt = "") -> None:
     """Chain an existing plain log: its bytes are hashed into a first chained entry."""
-    _write(lambda: audit.adopt(str(log), actor=actor or current_actor(), stack=stack))
+    _write(lambda: (audit.adopt(str(log), actor=actor or current_actor(), stack=stack), ""))
 
 
 @audit_app.command("seal")
@@ -187,4 +186,4 @@ def audit_seal(
                 raise typer.Exit(0)
         except audit.AuditError as exc:
             fail(f"{exc}; nothing was sealed", 2)
-    _write(lambda: audit.seal(str(log), actor=actor or current_actor(), stack=stack))
+    _write(lambda: (audit.seal(str(log), actor=actor or current_actor(), stack=stack), ""))

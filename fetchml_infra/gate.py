@@ -50,7 +50,9 @@ def props_shipping(props: dict[str, Any]) -> Shipping | None:
     return shipping_.connect(props.get("audit_sink") or "", days, props["stack"])
 
 
-def _record(props: dict[str, Any], outcome: str, reason: str, notes: list[str] | None = None) -> audit.Entry | None:
+def _record(
+    props: dict[str, Any], outcome: str, reason: str, notes: list[str], shipping: Shipping | None
+) -> audit.Entry | None:
     return record_move(
         props["audit_log"],
         stack=props["stack"],
@@ -58,7 +60,7 @@ def _record(props: dict[str, Any], outcome: str, reason: str, notes: list[str] |
         actor=props["actor"],
         outcome=outcome,
         reason=reason,
-        shipping=props_shipping(props),
+        shipping=shipping,
         notes=notes,
     )
 
@@ -98,7 +100,7 @@ class HealthGateProvider(ResourceProvider):
         if not result.verdict.healthy:
             reason = audit.clean_value(f"health-check-failure: {result.verdict.reason}")[:200]
             notes: list[str] = []
-            entry = _record(props, "failure", reason, notes) if moved else None
+            entry = _record(props, "failure", reason, notes, props_shipping(props)) if moved else None
             recorded = (
                 f"the failure is recorded in the audit log {props['audit_log']}" + "".join(f"; {n}" for n in notes)
                 if entry
@@ -187,10 +189,11 @@ class AuditEntryProvider(ResourceProvider):
     def _append(self, props: dict[str, Any], olds: dict[str, Any] | None) -> dict[str, Any]:
         log = props["audit_log"]
         expected = (olds["head"], int(olds["length"])) if olds and olds.get("head") else (None, None)
-        shipping_.catch_up(log, props_shipping(props))  # the recorded head may be another operator's entry
+        shipping = props_shipping(props)
+        shipping_.catch_up(log, shipping)  # the recorded head may be another operator's entry
         audit.require_intact(log, *expected, consequence="Nothing was recorded.")
         notes: list[str] = []
-        entry = _record(props, "success", props["reason"] or "-", notes)
+        entry = _record(props, "success", props["reason"] or "-", notes, shipping)
         head, length = audit.head(log)
         if entry is None:  # the chain already ends at this image: nothing moved, nothing to record
             kept = olds or {}

@@ -31,6 +31,7 @@ from fetchml_infra.audit.filebytes import (
     _last_lines,
     _write,
 )
+from fetchml_infra.audit.findings import lines_of
 from fetchml_infra.audit.line import AuditError, Entry, _sha, make_entry
 from fetchml_infra.audit.logfile import entries_of
 from fetchml_infra.audit.scan import verify_bytes
@@ -89,7 +90,7 @@ def _complete_torn(p: Path, fd: int, size: int, sink: Sink) -> int:
     """A crash between the sink's create and the local write can leave the local line torn: when its bytes
     begin the sink's line, write the rest (the line was shipped whole). The new size."""
     end = _complete_end(fd, size)
-    if end == size or os.pread(fd, 1, size - 1) == b"\n":
+    if end == size:  # ends in a newline (or is empty): nothing torn
         return size
     torn, n = os.pread(fd, size - end, end), _count_lines(fd, end)
     try:
@@ -141,7 +142,7 @@ def _reconcile(p: Path, fd: int, size: int, sink: Sink) -> Step:
             f"Run: fetchml-infra audit verify --log {p}"
         )
     shipped = sink.length()
-    lines = [line + b"\n" for line in data.split(b"\n")[:-1]]
+    lines = lines_of(data)
     if shipped > n or (shipped and sink.sha256_at(shipped - 1) != _sha(lines[shipped - 1])):
         raise Diverged(f"{p}: the audit sink's line {shipped} is not this log's line {shipped}. {_hint(sink)}")
     for i in range(shipped, n):

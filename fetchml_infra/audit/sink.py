@@ -26,10 +26,10 @@ import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, PartialCredentialsError
 
+from fetchml_infra.audit import sink_view
 from fetchml_infra.audit.findings import SinkView
 from fetchml_infra.audit.target import Contested, SinkError, Taken, Target
 
-_PARALLEL = 16  # concurrent reads when check-sink fetches every object
 _BUSY_RETRIES = 6  # tries of a create that meets another create of the same key in flight (409)
 
 
@@ -75,7 +75,7 @@ class Sink:
                     read_timeout=15,
                     retries={"max_attempts": 2, "mode": "standard"},
                     s3={"addressing_style": "path"},
-                    max_pool_connections=_PARALLEL,
+                    max_pool_connections=sink_view.PARALLEL,
                 ),
             )
         except BotoCoreError as exc:  # a named profile that does not exist, a bad endpoint
@@ -197,8 +197,6 @@ class Sink:
         self, known: Mapping[int, bytes] | None = None, verified: tuple[int, Mapping[int, str]] = (0, {})
     ) -> SinkView:
         """Everything check-sink compares (``sink_view.read``)."""
-        from fetchml_infra.audit import sink_view
-
         return sink_view.read(self, known or {}, verified)
 
     def _bucket_lock(self) -> tuple[str | None, int | None]:

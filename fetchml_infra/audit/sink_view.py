@@ -17,7 +17,7 @@ from fetchml_infra.audit.target import SinkError
 if TYPE_CHECKING:
     from fetchml_infra.audit.sink import Sink
 
-_PARALLEL = 16  # concurrent reads when every object is fetched (the client's pool holds as many)
+PARALLEL = 16  # concurrent reads when every object is fetched (the sink's client pools as many connections)
 _INDEX = re.compile(r"[0-9]{12}")
 
 
@@ -60,7 +60,7 @@ def read(sink: Sink, known: Mapping[int, bytes], verified: tuple[int, Mapping[in
             view.checkpoint_etags[length] = only["ETag"]  # sound before, unchanged: not read again
         else:
             todo[key] = vs
-    with ThreadPoolExecutor(_PARALLEL) as pool:
+    with ThreadPoolExecutor(PARALLEL) as pool:
         read = dict(zip(todo, pool.map(lambda item: _read_key(sink, item), todo.items()), strict=True))
     for key, (body, head, vs) in read.items():
         kind = "checkpoints" if key.startswith("checkpoints/") else "entries"
