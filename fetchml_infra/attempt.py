@@ -77,17 +77,21 @@ def up(
     reason: str,
     say: Say,
     replace: tuple[str, ...] = (),
+    force_schema: bool = False,
 ) -> Attempt:
     """Move the stack to ``cfg.image`` from config image ``previous``; classify what happened."""
     before = host.app_containers(cfg.name_prefix)
-    # The reason belongs to this one update: set for it, then cleared, so a later plain `pulumi up`
-    # is not recorded with a stale reason.
-    stack.set(image=cfg.image, **({"deployReason": reason[:MAX_REASON]} if reason else {}))
+    # The reason (and a schema override) belong to this one update: set for it, then cleared, so a later plain
+    # `pulumi up` is not recorded with a stale reason, nor forced.
+    once = {"deployReason": reason[:MAX_REASON]} if reason else {}
+    stack.set(image=cfg.image, **once, **({"forceSchema": "true"} if force_schema else {}))
     try:
         message = history.update_message(action, cfg.image, actor, reason)
         run = stack.up(message, Policy(cfg.allow_public_bind), say, replace)
     finally:
         stack.unset("deployReason")
+        if force_schema:
+            stack.unset("forceSchema")
     # Locked means another engine's lock: a killed run of our own leaves its lock behind too.
     others = [held.describe() for held in preflight.engine_locks(stack) if held.pid != run.pid] if not run.ok else []
     found = outcome.classify(

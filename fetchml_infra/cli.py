@@ -40,6 +40,7 @@ from fetchml_infra import (
     workspace,
 )
 from fetchml_infra.cli_audit import audit_app
+from fetchml_infra.cli_data import restore_command, snapshots_app
 from fetchml_infra.cli_queue import queue_app
 from fetchml_infra.console import StackOpt, WaitOpt, console, fail, say
 from fetchml_infra.gate import CLI_NOTIFIES
@@ -48,8 +49,15 @@ from fetchml_infra.workspace import OperatorError, Stack
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help=__doc__)
 app.add_typer(audit_app, name="audit")
 app.add_typer(queue_app, name="queue")
+app.add_typer(snapshots_app, name="snapshots")
+app.command("restore")(restore_command)
 state_app = typer.Typer(no_args_is_help=True, help="The Pulumi state backend the stacks live in.")
 app.add_typer(state_app, name="state")
+
+
+ForceSchemaOpt = Annotated[
+    bool, typer.Option("--force-schema", help="Go although the target's labels say it cannot run on the live schema.")
+]
 
 
 def _stack(name: str) -> Stack:
@@ -65,12 +73,13 @@ def deploy(
     reason: Annotated[str, typer.Option(help="Why; recorded in the audit entry.")] = "",
     allow_denied: Annotated[bool, typer.Option(help="Deploy a tag that failed its health gate before.")] = False,
     wait: WaitOpt = 0.0,
+    force_schema: ForceSchemaOpt = False,
 ) -> None:
     """Set the image and run `pulumi up`; on staging a failed health gate rolls back by itself."""
     try:
         s = _stack(stack)
         with attempt.operating(s, f"fetchml-infra deploy --stack {stack} --image {image}", wait):
-            code = procedure.deploy(s, image, reason, allow_denied, say)
+            code = procedure.deploy(s, image, reason, allow_denied, say, force_schema)
     except OperatorError as exc:
         fail(str(exc), exc.code)
     raise typer.Exit(code)
@@ -89,12 +98,13 @@ def rollback(
         Optional[Path],  # noqa: UP007
         typer.Option(help="Incident report (why, impact on PHI handling, exposure risk); required on HIPAA stacks."),
     ] = None,
+    force_schema: ForceSchemaOpt = False,
 ) -> None:
     """Image-only rollback: the queue, the artifacts and the audit chain stay as they are."""
     try:
         s = _stack(stack)
         with attempt.operating(s, f"fetchml-infra rollback --stack {stack}", wait):
-            code = procedure.rollback(s, to, reason, say, allow_untested, incident)
+            code = procedure.rollback(s, to, reason, say, allow_untested, incident, force_schema)
     except OperatorError as exc:
         fail(str(exc), exc.code)
     raise typer.Exit(code)

@@ -28,7 +28,7 @@ REPOSITORY = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-]
 NAME_PREFIX = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
 ENVIRONMENTS = ("staging", "prod")
 COMPLIANCE_MODES = ("none", "hipaa")
-SECRET_KEYS = ("minioRootUser", "minioRootPassword", "minioAppSecretKey")
+SECRET_KEYS = ("minioRootUser", "minioRootPassword", "minioAppSecretKey", "postgresPassword")
 
 
 class ConfigError(ValueError):
@@ -52,6 +52,7 @@ class StackConfig:
     redis_image: str
     minio_image: str
     proxy_image: str
+    postgres_image: str
     environment: str
     compliance_mode: str
     auto_rollback: bool
@@ -73,6 +74,9 @@ class StackConfig:
     minio_root_user: Secret
     minio_root_password: Secret
     minio_app_secret_key: Secret  # the app's own MinIO key (fetchml_infra.app_access)
+    postgres_password: Secret  # set once: the database keeps the password it was initialised with
+    force_schema: bool  # one update's override of the schema check (fetchml_infra.schema), set and cleared by the CLI
+    snapshot_keep: int  # snapshots kept per stack; older ones go only with `fetchml-infra snapshots prune`
     worker_stop_grace_seconds: int  # a worker's job in flight finishes or goes back within this
     job_seconds: float  # how long a stand-in job takes (tests and benchmarks)
     audit_sink: str  # http(s)://host[:port]/bucket of the write-once sink, "" for none (fetchml_infra.audit.sink)
@@ -137,6 +141,7 @@ def parse(
         redis_image=r.text("redisImage", "fetchml-infra/redis:7.0", PINNED_IMAGE, pinned_expected),
         minio_image=r.text("minioImage", "fetchml-infra/minio:20260212-7aac2a2", PINNED_IMAGE, pinned_expected),
         proxy_image=r.text("proxyImage", "fetchml-infra/caddy:2.11.9", PINNED_IMAGE, pinned_expected),
+        postgres_image=r.text("postgresImage", "fetchml-infra/postgres:15", PINNED_IMAGE, pinned_expected),
         environment=environment,
         compliance_mode=compliance,
         auto_rollback=r.boolean("autoRollback", environment == "staging"),
@@ -160,6 +165,9 @@ def parse(
         minio_root_user=r.secret("minioRootUser"),
         minio_root_password=r.secret("minioRootPassword"),
         minio_app_secret_key=r.secret("minioAppSecretKey"),
+        postgres_password=r.secret("postgresPassword"),
+        force_schema=r.boolean("forceSchema", False),
+        snapshot_keep=r.number("snapshotKeep", 10, int, 1, 1000),
         audit_sink=r.parsed("auditSink", "", lambda v: v and Target.parse(v)),
         audit_retention_days=r.number("auditRetentionDays", DEFAULT_RETENTION_DAYS, int, 1, 36500),
         audit_signers=r.parsed("auditSigners", "", parse_signers),

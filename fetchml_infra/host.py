@@ -51,9 +51,9 @@ def needs(cfg: StackConfig) -> Needs:
     workers = tuple(worker_name(p, tag, i) for i in range(1, cfg.worker_replicas + 1))
     return Needs(
         stack=cfg.stack,
-        containers=(api_name(p, tag), *workers, f"{p}-proxy", f"{p}-redis", f"{p}-minio"),
+        containers=(api_name(p, tag), *workers, f"{p}-proxy", f"{p}-redis", f"{p}-minio", f"{p}-postgres"),
         networks=(f"{p}-net",),
-        volumes=(f"{p}-redis-data", f"{p}-minio-data"),
+        volumes=(f"{p}-redis-data", f"{p}-minio-data", f"{p}-postgres-data"),
         ports=(
             (cfg.bind_address, cfg.api_host_port, "api"),
             (cfg.proxy_admin_host, cfg.proxy_admin_port, "proxy-admin"),

@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from fetchml_infra import audit, history, host, lock, offline, ops_store, passphrase, ports
+from fetchml_infra import audit, guard, history, host, lock, offline, ops_store, passphrase, ports, schema
 from fetchml_infra.audit import checkpoint, sink_checks
 from fetchml_infra.audit import shipping as shipping_
 from fetchml_infra.audit.checkpoint import parse_signers
@@ -168,6 +168,26 @@ def check_recorded(cfg: StackConfig, log: str) -> None:
         )
 
 
+def check_schema(cfg: StackConfig, log: str, force: bool, say: Say) -> None:
+    """The target runs on the live database schema (fetchml_infra.schema); the program checks again."""
+    if guard.running_image(cfg, log) == cfg.image:
+        return
+    try:
+        checked, pending = schema.check(cfg.name_prefix, cfg.api_image, cfg.image)
+    except schema.SchemaError as exc:
+        if not force:
+            raise OperatorError(f"{exc}. Nothing was changed; start the database, or add --force-schema") from exc
+        say(f"  warning: {exc}; the schema is not checked (--force-schema)")
+        return
+    if not checked.ok and not force:
+        raise OperatorError(f"{cfg.image} cannot run on this stack's database: {checked.line}. Nothing was changed.")
+    if not checked.ok:
+        say(f"  warning: {checked.line.split(': a rollback', 1)[0]}; going anyway (--force-schema, recorded)")
+        return
+    todo = f"; {pending} migration(s) to apply on start" if pending else ""
+    say(f"  ok  schema: {checked.line}{todo}")
+
+
 def check_pending(stack: Stack, deployment: Mapping[str, Any]) -> None:
     pending = deployment.get("pending_operations") or []
     if pending:
@@ -177,7 +197,7 @@ def check_pending(stack: Stack, deployment: Mapping[str, Any]) -> None:
         )
 
 
-def preflight(stack: Stack, cfg: StackConfig, say: Say) -> None:
+def preflight(stack: Stack, cfg: StackConfig, say: Say, force_schema: bool = False) -> None:
     """Everything that must hold before a CLI update starts; raises OperatorError (nothing changed)."""
     if stack.dev_passphrase():  # allowed here (parse refuses it on prod and HIPAA stacks): say so
         say(passphrase.note(stack.name))
@@ -192,3 +212,4 @@ def preflight(stack: Stack, cfg: StackConfig, say: Say) -> None:
     check_audit(log, stack.outputs(), say)
     check_host(cfg, deployment, say)
     check_recorded(cfg, log)
+    check_schema(cfg, log, force_schema, say)

@@ -10,13 +10,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-from fetchml_infra import aftercare, attempt, audit, health, history, host, jobqueue, preflight, proxy, review
+from fetchml_infra import (
+    aftercare,
+    attempt,
+    audit,
+    checklist,
+    history,
+    host,
+    preflight,
+    proxy,
+    review,
+)
 from fetchml_infra.attempt import Attempt
 from fetchml_infra.audit import shipping as shipping_
-from fetchml_infra.audit import sink_checks
 from fetchml_infra.config import ConfigError, StackConfig
 from fetchml_infra.config_reader import IMAGE_TAG
 from fetchml_infra.gate import current_actor
@@ -31,13 +39,6 @@ EXIT_FAILED = 4
 AUTO_ROLLBACK_REASON = "health-check-failure"
 
 Say = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    ok: bool
-    detail: str
 
 
 def require_tag(option: str, tag: str) -> None:
@@ -81,7 +82,7 @@ def _denied_by_the_chain(stack: Stack, cfg: StackConfig) -> list[str]:
     return history.denied(audit.entries(log), cfg.stack, AUTO_ROLLBACK_REASON)
 
 
-def deploy(stack: Stack, image: str, reason: str, allow_denied: bool, say: Say) -> int:
+def deploy(stack: Stack, image: str, reason: str, allow_denied: bool, say: Say, force_schema: bool = False) -> int:
     require_tag("--image", image)
     _in_step_with_the_team(stack, say)
     previous = stack.raw_config()[0].get("image")  # None on a new stack: its first deploy sets it
@@ -95,11 +96,11 @@ def deploy(stack: Stack, image: str, reason: str, allow_denied: bool, say: Say) 
     cfg = load_config(stack, image=image, deniedImages=json.dumps(denied))
     actor = current_actor()
     say(f"deploy {image} to stack '{stack.name}' (was {previous or 'nothing: this is its first deploy'})")
-    preflight.preflight(stack, cfg, say)
+    preflight.preflight(stack, cfg, say, force_schema)
     if denied != list(current.denied_images):
         stack.set(deniedImages=json.dumps(denied))
     action, _ = history.classify(audit.entries(stack.audit_log(cfg)), cfg.stack, image)
-    tried = attempt.up(stack, cfg, previous, action, actor, reason, say)
+    tried = attempt.up(stack, cfg, previous, action, actor, reason, say, force_schema=force_schema)
     if tried.outcome.ok:
         say(f"deployed {image} to '{stack.name}'")
         return EXIT_OK
@@ -128,7 +129,7 @@ def _after_failed_gate(stack: Stack, cfg: StackConfig, denied: list[str], tried:
         say(f"automatic rollback to {target} FAILED; stack '{stack.name}' needs an operator now")
         return EXIT_FAILED
     say(f"rolled back to {target}; {image} is denied on '{stack.name}' until deployed with --allow-denied")
-    checks = [(c.name, c.ok, c.detail) for c in post_rollback_checks(stack, back)]
+    checks = [(c.name, c.ok, c.detail) for c in checklist.post_rollback(stack, back)]
     aftercare.notify_rollback(back, stack.audit_log(back), checks, say)
     return EXIT_ROLLED_BACK
 
@@ -177,7 +178,13 @@ def _after_failed_infrastructure(
 
 
 def rollback(
-    stack: Stack, to: str | None, reason: str, say: Say, allow_untested: bool = False, incident: Path | None = None
+    stack: Stack,
+    to: str | None,
+    reason: str,
+    say: Say,
+    allow_untested: bool = False,
+    incident: Path | None = None,
+    force_schema: bool = False,
 ) -> int:
     if not reason.strip():
         raise OperatorError("--reason: required (one readable line saying why); saw an empty reason")
@@ -196,7 +203,7 @@ def rollback(
     if to == current.image:
         raise OperatorError(f"--to: {to} is already the deployed image of stack '{stack.name}'")
     cfg = load_config(stack, image=to)
-    preflight.preflight(stack, cfg, say)  # first: it refuses a broken chain, which the next step reads
+    preflight.preflight(stack, cfg, say, force_schema)  # first: it refuses a broken chain, read next
     if report is not None:
         aftercare.file_incident(cfg, stack.audit_log(cfg), report, say)
     # One classification: the chain decides whether going to `to` is a rollback (it passed its gate here
@@ -210,50 +217,19 @@ def rollback(
         )
     untested = " (untested: --allow-untested)" if action != "rollback" else ""
     say(f"{action} stack '{stack.name}' from {from_image} to {to}{untested} (reason: {reason})")
-    tried = attempt.up(stack, cfg, current.image, action, current_actor(), reason, say)
+    tried = attempt.up(stack, cfg, current.image, action, current_actor(), reason, say, force_schema=force_schema)
     if not tried.outcome.ok:
         _explain(stack, cfg, tried, say)
         if tried.refused:
             return EXIT_REFUSED
         say(f"  rollback to {to} failed; fix the cause, then run: fetchml-infra recover --stack {stack.name}")
         return EXIT_FAILED
-    checks = post_rollback_checks(stack, cfg)
+    checks = checklist.post_rollback(stack, cfg)
     say("post-rollback checklist:")
     for check in checks:
         say(f"  [{'x' if check.ok else ' '}] {check.name}: {check.detail}")
     aftercare.notify_rollback(cfg, stack.audit_log(cfg), [(c.name, c.ok, c.detail) for c in checks], say)
     return EXIT_OK if all(c.ok for c in checks) else EXIT_CHECKS_FAILED
-
-
-def post_rollback_checks(stack: Stack, cfg: StackConfig) -> list[Check]:
-    """The procedure's post-rollback actions that a machine can do: health, queue state, audit chain, and the
-    audit sink when the stack has one."""
-    outputs = stack.outputs()
-    required = cfg.required_compliance
-    polled = health.poll(
-        cfg.health_url,
-        expected_version=cfg.image,
-        required_compliance=required,
-        timeout=min(cfg.health_timeout_seconds, 15),
-    )
-    v = polled.verdict
-    checks = [Check("health", v.healthy, f"{cfg.health_url}: {v.reason}, version {v.version or 'not reported'}")]
-    if required:
-        checks.append(Check("compliance_mode", v.compliance_mode == required, f"reported {v.compliance_mode!r}"))
-    try:
-        counts = jobqueue.state(str(outputs.get("redis_address", f"127.0.0.1:{cfg.redis_host_port}")))
-        fix = f": fetchml-infra queue requeue-stuck --stack {stack.name}" if counts["stuck"] else ""
-        checks.append(Check("queue state", not counts["stuck"], jobqueue.describe(counts) + fix))
-    except Exception as exc:  # a check that cannot run is reported, not hidden
-        checks.append(Check("queue state", False, f"Redis did not answer: {exc}"))
-    log = stack.audit_log(cfg)
-    verdict = audit.verify(log, *preflight.recorded_head(outputs), allow_longer=True)
-    detail = f"{audit.count_entries(verdict.length)}, head {verdict.head[:12]}" if verdict.ok else verdict.detail
-    checks.append(Check("audit chain", verdict.ok, detail))
-    shipping = shipping_of(cfg)
-    if shipping is not None:
-        checks.append(Check("audit sink", *sink_checks.in_step(log, shipping.sink)))
-    return checks
 
 
 def preview(stack: Stack) -> review.Review:

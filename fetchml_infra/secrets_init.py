@@ -18,6 +18,8 @@ from fetchml_infra.config import PROJECT, SECRET_KEYS
 from fetchml_infra.outcome import one_line
 
 GENERATED = ("minioAppSecretKey",)  # made here when not given: nobody needs to know it but the app
+# Made once when missing, never rotated: PostgreSQL keeps the password its data directory was initialised with.
+GENERATED_ONCE = ("postgresPassword",)
 MIN_LENGTH = 8
 
 
@@ -63,9 +65,15 @@ def plan(given: Mapping[str, str], already: set[str], rotate: bool) -> tuple[dic
     kept = sorted(k for k in given if k in already and not rotate)
     if kept:
         problems.append(f"{', '.join(kept)}: already set on the stack; to replace them, pass --rotate")
+    fixed = sorted(k for k in given if k in already and k in GENERATED_ONCE and rotate)
+    if fixed:
+        problems.append(f"{', '.join(fixed)}: cannot be rotated here; the database keeps the password it was made with")
     to_set = dict(given)
     for key in GENERATED:  # rotation makes a new one too, unless one is given
         if key not in given and (key not in already or rotate):
+            to_set[key] = secrets.token_urlsafe(30)
+    for key in GENERATED_ONCE:
+        if key not in given and key not in already:
             to_set[key] = secrets.token_urlsafe(30)
     missing = [k for k in SECRET_KEYS if k not in to_set and k not in already]
     if missing:
@@ -134,7 +142,7 @@ def init_stack(
     if given is None:
         if ask is None:
             raise ValueError("--secrets-file: not given, and there is no terminal to ask on; nothing was set")
-        wanted = [k for k in SECRET_KEYS if k not in GENERATED and (rotate or k not in already)]
+        wanted = [k for k in SECRET_KEYS if k not in (*GENERATED, *GENERATED_ONCE) and (rotate or k not in already)]
         given = {k: ask(k) for k in wanted}
     to_set, problems = plan(given, already, rotate)
     if problems:

@@ -2,7 +2,7 @@
 
 Two kinds of things live here and they never mix:
 
-- persistent: the network, the Redis and MinIO volumes and containers, the app's own MinIO user
+- persistent: the network, the Redis, MinIO and PostgreSQL volumes and containers, the app's own MinIO user
   (app_access), and the front proxy that owns the API's host port. None of them takes any input from
   ``image``; the volumes are protected and retained, so neither a rollback nor a destroy can remove them.
 - the app: one API container and its workers per image (``<prefix>-api-<image>``,
@@ -25,7 +25,7 @@ from typing import Any
 import pulumi
 import pulumi_docker as docker
 
-from fetchml_infra import audit, host, proxy
+from fetchml_infra import audit, database, guard, host, proxy
 from fetchml_infra.app_access import APP_USER, ARTIFACTS_BUCKET, AppAccess
 from fetchml_infra.audit.shipping import catch_up
 from fetchml_infra.config import StackConfig
@@ -48,6 +48,8 @@ class Persistent:
     minio_data: docker.Volume
     redis: docker.Container
     minio: docker.Container
+    postgres_data: docker.Volume
+    postgres: docker.Container
     app_access: AppAccess  # the app's own MinIO user, bucket and policy (no root key in the app)
     proxy: docker.Container  # owns the API's host port; a deploy only reconfigures it
 
@@ -82,6 +84,8 @@ class FetchML(pulumi.ComponentResource):
         else:  # with a sink, the team's lines first (a torn line the sink holds whole is completed)
             catch_up(self.audit_log, shipping_of(cfg))
         audit.require_intact(self.audit_log)  # fail before any resource, on preview as well as up
+        # The schema check and the pre-move snapshot, before any container is replaced (fetchml_infra.guard).
+        override = guard.before_move(cfg, self.audit_log, pulumi.runtime.is_dry_run(), _tell)
         self.persistent = self._persistent(cfg)
         self.actor = current_actor()
         self.app = self._app(cfg, self.persistent)
@@ -93,7 +97,7 @@ class FetchML(pulumi.ComponentResource):
             audit_sink=(cfg.audit_sink, cfg.audit_retention_days),
             notify_webhook=cfg.notify_webhook,
             actor=self.actor,
-            reason=cfg.deploy_reason,
+            reason=guard.with_note(cfg.deploy_reason, override),
             gate=self.gate.healthy,
             # The record outlives the stack: never deleted, and removing it from the program is refused.
             # Written once the release is routed and its workers run: that is the move it records.
@@ -132,8 +136,8 @@ class FetchML(pulumi.ComponentResource):
             # who may talk to Docker. MinIO reads *_FILE itself.
             envs=[f"MINIO_ROOT_USER_FILE={ROOT_USER_FILE}", f"MINIO_ROOT_PASSWORD_FILE={ROOT_PASSWORD_FILE}"],
             uploads=[
-                _secret_file(ROOT_USER_FILE, cfg.minio_root_user.value),
-                _secret_file(ROOT_PASSWORD_FILE, cfg.minio_root_password.value),
+                database.secret_file(ROOT_USER_FILE, cfg.minio_root_user.value),
+                database.secret_file(ROOT_PASSWORD_FILE, cfg.minio_root_password.value),
             ],
             networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=network.name, aliases=["minio"])],
             volumes=[docker.ContainerVolumeArgs(volume_name=minio_data.name, container_path="/data")],
@@ -150,6 +154,7 @@ class FetchML(pulumi.ComponentResource):
             secret_key=cfg.minio_app_secret_key.value,
             opts=child,
         )
+        postgres_data, postgres = database.postgres(cfg, network, RESTART, self)
         proxy_image = docker.RemoteImage("proxy-image", name=cfg.proxy_image, keep_locally=True, opts=child)
         front = docker.Container(
             "proxy",
@@ -173,7 +178,7 @@ class FetchML(pulumi.ComponentResource):
             ],
             opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
-        return Persistent(network, redis_data, minio_data, redis, minio, access, front)
+        return Persistent(network, redis_data, minio_data, redis, minio, postgres_data, postgres, access, front)
 
     def _app(self, cfg: StackConfig, persistent: Persistent) -> App:
         """The only reader of ``cfg.image``."""
@@ -193,13 +198,17 @@ class FetchML(pulumi.ComponentResource):
             f"FETCHML_MINIO_ENDPOINT=minio:{MINIO_PORT}",
             f"FETCHML_MINIO_CREDENTIALS={APP_CREDENTIALS_FILE}",
             f"FETCHML_ARTIFACTS_BUCKET={ARTIFACTS_BUCKET}",
+            *database.app_envs(),
         ]
         # The app's key, never the root one; same value on every image, so a rollback changes no credential.
-        credentials = [_secret_file(APP_CREDENTIALS_FILE, f"{APP_USER}\n{cfg.minio_app_secret_key.value}\n")]
+        credentials = [
+            database.secret_file(APP_CREDENTIALS_FILE, f"{APP_USER}\n{cfg.minio_app_secret_key.value}\n"),
+            database.app_upload(cfg),
+        ]
         network = [docker.ContainerNetworksAdvancedArgs(name=persistent.network.name)]
         # One name per image: the new containers start beside the old ones, which Pulumi deletes last.
         after_data = pulumi.ResourceOptions(
-            parent=self, depends_on=[persistent.redis, persistent.minio, persistent.app_access]
+            parent=self, depends_on=[persistent.redis, persistent.minio, persistent.postgres, persistent.app_access]
         )
         api = docker.Container(
             f"api-{tag}",
@@ -270,7 +279,9 @@ class FetchML(pulumi.ComponentResource):
         pulumi.export("health_url", cfg.health_url)
         pulumi.export("redis_address", f"{_host(cfg)}:{cfg.redis_host_port}")
         pulumi.export("minio_endpoint", f"{_host(cfg)}:{cfg.minio_host_port}")
-        pulumi.export("volumes", [self.persistent.redis_data.name, self.persistent.minio_data.name])
+        kept = self.persistent
+        pulumi.export("volumes", [kept.redis_data.name, kept.minio_data.name, kept.postgres_data.name])
+        pulumi.export("database", kept.postgres.name)
         pulumi.export("containers", [self.app.api.name, *[w.name for w in self.app.workers]])
         pulumi.export("proxy", self.persistent.proxy.name)
         pulumi.export("routed", self.app.route.upstream)
@@ -283,6 +294,10 @@ class FetchML(pulumi.ComponentResource):
         pulumi.export("audit_shipping", self.audit.shipping)
 
 
+def _tell(line: str) -> None:
+    (pulumi.log.warn if line.startswith("warning") else pulumi.log.info)(line.removeprefix("warning: "))
+
+
 def _host(cfg: StackConfig) -> str:
     return cfg.health_url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)[0]
 
@@ -291,11 +306,6 @@ def _direct_url(cfg: StackConfig, nets: Sequence[Any] | None) -> str:
     """The health URL of a container at its address on the stack network (empty before it has one)."""
     address = nets[0].ip_address if nets else None
     return f"http://{address}:{cfg.health_port}{cfg.health_path}" if address else ""
-
-
-def _secret_file(path: str, value: str) -> docker.ContainerUploadArgs:
-    """A file written into the container at create time: in Pulumi's state as a secret, not in its config."""
-    return docker.ContainerUploadArgs(file=path, content=pulumi.Output.secret(value))
 
 
 def _port(cfg: StackConfig, internal: int, external: int) -> docker.ContainerPortArgs:

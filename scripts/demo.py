@@ -59,7 +59,7 @@ def fresh_stack() -> None:
         old_log = REPO_ROOT / ".state" / "audit" / f"{STACK}.audit.log"
         if old_log.exists():  # a new stack starts a new chain; the old one is kept, never deleted
             old_log.rename(old_log.with_suffix(f".{int(time.time())}.archived"))
-    for volume in ("redis-data", "minio-data"):
+    for volume in ("redis-data", "minio-data", "postgres-data"):
         subprocess.run(["docker", "volume", "rm", f"fetchml-{STACK}-{volume}"], env=ENV, capture_output=True)
     staging = yaml.safe_load((REPO_ROOT / "Pulumi.staging.yaml").read_text())
     config = dict(staging["config"])

@@ -11,7 +11,7 @@ from operator import itemgetter
 from typing import Literal
 
 ZERO_HASH = "0" * 64
-ACTIONS = frozenset({"deploy", "rollback", "destroy", "adopt", "seal", "correct", "requeue"})
+ACTIONS = frozenset({"deploy", "rollback", "destroy", "adopt", "seal", "correct", "requeue", "restore", "prune"})
 OUTCOMES = frozenset({"success", "failure"})
 Problem = Literal[
     "changed", "inserted", "deleted", "reordered", "malformed", "partial-last-line", "truncated", "rewritten"

@@ -14,7 +14,7 @@ from collections.abc import Collection, Iterable, Mapping
 TAG = re.compile(r"^(sha-[0-9a-f]{7,40}|none)$")
 # A correction names the entry it corrects by position and hash: "corrects entry 4 hash=<64 hex>: <why>".
 _CORRECTS = re.compile(r"^corrects entry \d+ hash=([0-9a-f]{64}): ")
-NOT_CORRECTABLE = ("adopt", "seal", "correct", "requeue")
+NOT_CORRECTABLE = ("adopt", "seal", "correct", "requeue", "restore", "prune")
 
 
 def correction_reason(index: int, entry_hash: str, reason: str) -> str:

@@ -30,6 +30,7 @@ T = TypeVar("T")
 MINIO_USER = "fetchml-e2e-admin"
 MINIO_PASSWORD = "e2e-password-not-secret-here"
 MINIO_APP_SECRET = "e2e-app-secret-key-not-secret-here"
+POSTGRES_PASSWORD = "e2e-postgres-password-not-secret-here"
 
 
 @dataclass
@@ -205,6 +206,7 @@ def make_project(
     settings["fetchml:minioRootUser"] = auto.ConfigValue(MINIO_USER, secret=True)
     settings["fetchml:minioRootPassword"] = auto.ConfigValue(MINIO_PASSWORD, secret=True)
     settings["fetchml:minioAppSecretKey"] = auto.ConfigValue(MINIO_APP_SECRET, secret=True)
+    settings["fetchml:postgresPassword"] = auto.ConfigValue(POSTGRES_PASSWORD, secret=True)
     project.stack.set_all_config(settings)
     return project
 

@@ -10,12 +10,17 @@ from pathlib import Path
 import pytest
 from pulumi import automation as auto
 
-from tests.e2e.project import MINIO_APP_SECRET, MINIO_PASSWORD, MINIO_USER, throwaway
+from tests.e2e.project import MINIO_APP_SECRET, MINIO_PASSWORD, MINIO_USER, POSTGRES_PASSWORD, throwaway
 
 pytestmark = pytest.mark.e2e
 A, B, BROKEN = "sha-1a2b3c4", "sha-5d6e7f8", "sha-9c0ffee"
 DOCKERD_LOG = Path("/var/log/fetchml-dockerd.log")
-SECRETS = {"minioRootUser": MINIO_USER, "minioRootPassword": MINIO_PASSWORD, "minioAppSecretKey": MINIO_APP_SECRET}
+SECRETS = {
+    "minioRootUser": MINIO_USER,
+    "minioRootPassword": MINIO_PASSWORD,
+    "minioAppSecretKey": MINIO_APP_SECRET,
+    "postgresPassword": POSTGRES_PASSWORD,
+}
 
 
 def test_no_secret_value_reaches_any_artifact_of_a_deploy_a_failure_and_a_rollback(tmp_path: Path) -> None:

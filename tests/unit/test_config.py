@@ -10,7 +10,7 @@ import pytest
 from fetchml_infra.config import ConfigError, parse, split_project_keys
 from fetchml_infra.config_reader import Secret
 
-SECRETS = frozenset({"minioRootUser", "minioRootPassword", "minioAppSecretKey"})
+SECRETS = frozenset({"minioRootUser", "minioRootPassword", "minioAppSecretKey", "postgresPassword"})
 
 
 def good(**overrides: str) -> dict[str, str]:
@@ -20,6 +20,7 @@ def good(**overrides: str) -> dict[str, str]:
         "minioRootUser": "fetchml-admin",
         "minioRootPassword": "correct-horse-battery",
         "minioAppSecretKey": "app-secret-key-long-enough",
+        "postgresPassword": "postgres-password-long-enough",
     }
     values.update(overrides)
     return values

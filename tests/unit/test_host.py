@@ -29,9 +29,10 @@ def test_needs_follow_the_stack_config() -> None:
         "fx-proxy",
         "fx-redis",
         "fx-minio",
+        "fx-postgres",
     )
     assert n.networks == ("fx-net",)
-    assert n.volumes == ("fx-redis-data", "fx-minio-data")
+    assert n.volumes == ("fx-redis-data", "fx-minio-data", "fx-postgres-data")
     assert n.ports == (
         ("127.0.0.1", 19101, "api"),
         ("127.0.0.1", 2019, "proxy-admin"),
@@ -48,6 +49,7 @@ def test_needs_default_prefix_is_per_stack() -> None:
         "fetchml-staging-proxy",
         "fetchml-staging-redis",
         "fetchml-staging-minio",
+        "fetchml-staging-postgres",
     )
 
 

@@ -29,6 +29,7 @@ def test_a_failed_gate_advises_a_rollback_only_where_the_cli_will_not_do_it() ->
         "minioRootUser": "fetchml-admin",
         "minioRootPassword": "correct-horse-battery",
         "minioAppSecretKey": "app-secret-key-long-enough",
+        "postgresPassword": "postgres-password-long-enough",
     }
     base = {"image": "sha-1a2b3c4", **secrets}
     staging = parse("staging", {**base, "environment": "staging"}, frozenset(secrets))

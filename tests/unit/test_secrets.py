@@ -14,6 +14,7 @@ SECRETS = {
     "minioRootUser": "fetchml-admin",
     "minioRootPassword": "correct-horse-battery",
     "minioAppSecretKey": "k" * 12,
+    "postgresPassword": "p" * 12,
 }
 
 
@@ -85,12 +86,15 @@ def test_a_bad_secrets_file_names_every_problem_and_no_value(tmp_path: Path) -> 
 def test_init_generates_the_app_key_and_never_overwrites_without_rotate() -> None:
     given = {"minioRootUser": "fetchml-admin", "minioRootPassword": "s3cret-enough"}
     to_set, problems = secrets_init.plan(given, set(), rotate=False)
-    assert problems == [] and set(to_set) == {*given, "minioAppSecretKey"}
-    assert len(to_set["minioAppSecretKey"]) >= 32
+    assert problems == [] and set(to_set) == {*given, "minioAppSecretKey", "postgresPassword"}
+    assert len(to_set["minioAppSecretKey"]) >= 32 and len(to_set["postgresPassword"]) >= 32
     again, problems = secrets_init.plan(given, set(to_set), rotate=False)
     assert problems == ["minioRootPassword, minioRootUser: already set on the stack; to replace them, pass --rotate"]
     rotated, problems = secrets_init.plan({"minioRootPassword": "n3w-s3cret"}, set(to_set), rotate=True)
     assert problems == [] and set(rotated) == {"minioRootPassword", "minioAppSecretKey"}  # a new app key too
+    # The database keeps the password it was initialised with: never rotated, and refused when given.
+    _, problems = secrets_init.plan({"postgresPassword": "n3w-p4ssword"}, set(to_set), rotate=True)
+    assert problems == ["postgresPassword: cannot be rotated here; the database keeps the password it was made with"]
     _, problems = secrets_init.plan({"minioRootUser": "fetchml-admin"}, set(), rotate=False)
     assert problems == ["minioRootPassword: required, but neither set on the stack nor given"]
 

@@ -16,7 +16,7 @@ from fetchml_infra.stack import FetchML
 
 PERSISTENT = {
     *("network", "redis-data", "minio-data", "redis-image", "minio-image", "redis", "minio", "minio-app-access"),
-    *("proxy-image", "proxy"),
+    *("proxy-image", "proxy", "postgres-data", "postgres-image", "postgres"),
 }
 
 
@@ -57,9 +57,12 @@ def build(tmp_path: Path, image: str, **extra: str) -> tuple[Recorder, FetchML]:
         "minioRootUser": "fetchml-admin",
         "minioRootPassword": "correct-horse-battery",
         "minioAppSecretKey": "app-secret-key-for-mocks",
+        "postgresPassword": "postgres-password-for-mocks",
         **extra,
     }
-    cfg = parse("staging", values, frozenset({"minioRootUser", "minioRootPassword", "minioAppSecretKey"}))
+    cfg = parse(
+        "staging", values, frozenset({"minioRootUser", "minioRootPassword", "minioAppSecretKey", "postgresPassword"})
+    )
     mocks = Recorder()
     pulumi.runtime.set_mocks(mocks, project="fetchml", stack="staging", preview=False)
     register = pulumi.CustomResource.__init__
@@ -90,7 +93,7 @@ def mentions(value: Any, needle: str) -> bool:
 def test_every_persistent_volume_and_the_audit_record_are_protected_and_retained(tmp_path: Path) -> None:
     mocks, _ = build(tmp_path, "sha-1a2b3c4")
     kept = {name for name, opts in mocks.options.items() if opts is not None and opts.protect and opts.retain_on_delete}
-    assert kept == {"redis-data", "minio-data", "audit-entry"}
+    assert kept == {"redis-data", "minio-data", "postgres-data", "audit-entry"}
     # Containers are replaceable (their data is not): nothing else is protected.
     assert {name for name, opts in mocks.options.items() if opts is not None and opts.protect} == kept
 
@@ -129,21 +132,25 @@ def test_credentials_reach_containers_only_as_secret_files(tmp_path: Path) -> No
         return pulumi.Output.from_input(
             asyncio.gather(
                 record("minio", stack.persistent.minio.uploads),
+                record("postgres", stack.persistent.postgres.uploads),
                 record("api", stack.app.api.uploads),
                 record("access", stack.persistent.app_access.secret_key),  # type: ignore[attr-defined]
             )
         )
 
     check()
-    assert seen == {"minio": True, "api": True, "access": True}
+    assert seen == {"minio": True, "postgres": True, "api": True, "access": True}
     app_containers = ("api-sha-1a2b3c4", "worker-sha-1a2b3c4-1", "worker-sha-1a2b3c4-2")
-    for name in ("minio", *app_containers):  # `docker inspect` shows envs to anyone on Docker
-        for value in ("fetchml-admin", "correct-horse-battery", "app-secret-key-for-mocks"):
+    for name in ("minio", "postgres", *app_containers):  # `docker inspect` shows envs to anyone on Docker
+        for value in ("fetchml-admin", "correct-horse-battery", "app-secret-key-for-mocks", "postgres-password-for-mocks"):
             assert not mentions(mocks.inputs[name].get("envs"), value), (name, value)
     uploads = mocks.inputs["api-sha-1a2b3c4"]["uploads"]
     uploads = uploads["value"] if isinstance(uploads, dict) else uploads  # a secret, as the mocks see it
     app_files = {u["file"]: u["content"] for u in uploads}
-    assert app_files == {"/run/secrets/fetchml-minio": "fetchml-app\napp-secret-key-for-mocks\n"}  # not root's
+    assert app_files == {  # the app's own MinIO key, not root's; the database password, as a file
+        "/run/secrets/fetchml-minio": "fetchml-app\napp-secret-key-for-mocks\n",
+        "/run/secrets/fetchml-postgres": "postgres-password-for-mocks\n",
+    }
 
 
 @pytest.mark.parametrize("replicas", ["1", "3"])
