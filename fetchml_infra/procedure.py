@@ -22,6 +22,7 @@ from fetchml_infra import (
     preflight,
     proxy,
     review,
+    schema,
 )
 from fetchml_infra.attempt import Attempt
 from fetchml_infra.audit import shipping as shipping_
@@ -232,6 +233,19 @@ def rollback(
     return EXIT_OK if all(c.ok for c in checks) else EXIT_CHECKS_FAILED
 
 
+def _schema_line(cfg: StackConfig, deployed: str) -> tuple[bool, str] | None:
+    """The schema check a move to the config's image would face (the program refuses the same way)."""
+    if cfg.image == deployed:
+        return None
+    try:
+        checked, pending = schema.check(cfg.name_prefix, cfg.api_image, cfg.image)
+    except schema.SchemaError as exc:
+        return False, str(exc)
+    todo = f"; {pending} migration(s) to apply on start" if pending else ""
+    forced = "; overridden by forceSchema" if cfg.force_schema and not checked.ok else ""
+    return checked.ok, f"{checked.line}{todo}{forced}"
+
+
 def preview(stack: Stack) -> review.Review:
     """Everything a reviewer needs about the change the stack config describes, without changing anything."""
     cfg = load_config(stack)
@@ -248,6 +262,7 @@ def preview(stack: Stack) -> review.Review:
     to = host.api_name(cfg.name_prefix, cfg.image)
     switch = (routed, to) if any(s.name == "proxy-route" for s in steps) and routed != to else None
     return review.Review(
+        schema=_schema_line(cfg, deployed),
         stack=stack.name,
         from_image=deployed,
         to_image=cfg.image,

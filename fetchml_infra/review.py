@@ -51,6 +51,7 @@ class Review:
     reason: str = ""
     target_passed_at: str | None = None  # when to_image last passed its gate on this stack
     switch: tuple[str, str] | None = None  # the proxy's switch (from container, to container), if planned
+    schema: tuple[bool, str] | None = None  # the database schema check of the target (ok, one line), if it ran
 
     def replaced(self, type_: str | None = None) -> list[str]:
         return sorted({s.name for s in self.steps if s.op in REPLACING and (type_ is None or s.type == type_)})
@@ -131,6 +132,10 @@ def render(review: Review, markdown: bool = False) -> str:
     if r.action != "none" and r.environment:
         when = f"last passed its health gate here at {r.target_passed_at}" if r.target_passed_at else None
         lines.append(f"- {r.to_image} {when or 'has never passed its health gate here'}")
+    if r.schema:
+        ok, line = r.schema
+        text = f"schema: {line}" if ok else f"schema: REFUSED: {line}"
+        lines.append(f"- {'**' + text + '**' if markdown and not ok else text}")
     if r.switch:
         old, new = r.switch
         lines.append(

@@ -121,13 +121,40 @@ class Project:
 
     def data_identities(self) -> dict[str, tuple[str, str]]:
         """Container ID and start time of Redis and MinIO: equal only if neither was replaced nor restarted."""
-        return {name: dockerhost.identity(f"{self.prefix}-{name}") for name in ("redis", "minio")}
+        return {name: dockerhost.identity(f"{self.prefix}-{name}") for name in ("redis", "minio", "postgres")}
 
     def volumes(self) -> dict[str, str]:
         return {
             name: dockerhost.inspect("volume", f"{self.prefix}-{name}-data")["CreatedAt"]  # type: ignore[index]
-            for name in ("redis", "minio")
+            for name in ("redis", "minio", "postgres")
         }
+
+    def psql(self, sql: str) -> str:
+        """One query in the stack's database, as the CLI runs it (`docker exec`, local trust)."""
+        done = subprocess.run(
+            [
+                "docker",
+                "exec",
+                f"{self.prefix}-postgres",
+                "psql",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-U",
+                "postgres",
+                "-d",
+                "fetchml",
+                "-tAc",
+                sql,
+            ],  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    def schema_version(self) -> int:
+        return int(self.psql("select coalesce(max(version), 0) from schema_migrations") or 0)
 
     def chain(self) -> list[audit.Entry]:
         verdict = audit.verify(str(self.audit_log))
@@ -143,7 +170,7 @@ class Project:
         finally:
             self.stack.workspace.remove_stack(self.stack_name)
             dockerhost.remove("container", *dockerhost.containers_named(f"{self.prefix}-"))
-            dockerhost.remove("volume", f"{self.prefix}-redis-data", f"{self.prefix}-minio-data")
+            dockerhost.remove("volume", *(f"{self.prefix}-{v}-data" for v in ("redis", "minio", "postgres")))
             dockerhost.remove("network", f"{self.prefix}-net")
 
 

@@ -142,7 +142,12 @@ def test_credentials_reach_containers_only_as_secret_files(tmp_path: Path) -> No
     assert seen == {"minio": True, "postgres": True, "api": True, "access": True}
     app_containers = ("api-sha-1a2b3c4", "worker-sha-1a2b3c4-1", "worker-sha-1a2b3c4-2")
     for name in ("minio", "postgres", *app_containers):  # `docker inspect` shows envs to anyone on Docker
-        for value in ("fetchml-admin", "correct-horse-battery", "app-secret-key-for-mocks", "postgres-password-for-mocks"):
+        for value in (
+            "fetchml-admin",
+            "correct-horse-battery",
+            "app-secret-key-for-mocks",
+            "postgres-password-for-mocks",
+        ):
             assert not mentions(mocks.inputs[name].get("envs"), value), (name, value)
     uploads = mocks.inputs["api-sha-1a2b3c4"]["uploads"]
     uploads = uploads["value"] if isinstance(uploads, dict) else uploads  # a secret, as the mocks see it
