@@ -52,7 +52,7 @@ def test_no_secret_value_reaches_any_artifact_of_a_deploy_a_failure_and_a_rollba
             assert done.returncode == 0, done.stderr
             seen[what] = done.stdout
         seen["audit log"] = p.audit_log.read_text()
-        containers = [p.api(A), p.worker(A), *(f"{p.prefix}-{n}" for n in ("proxy", "redis", "minio"))]
+        containers = [p.api(A), p.worker(A), *(f"{p.prefix}-{n}" for n in ("proxy", "redis", "minio", "postgres"))]
         inspected = subprocess.run(["docker", "inspect", *containers], capture_output=True, text=True, check=True)
         seen["docker inspect"] = inspected.stdout
     if DOCKERD_LOG.exists():

@@ -17,7 +17,7 @@ A = "sha-1a2b3c4"
 
 def test_destroy_keeps_the_data_unless_confirmed_and_records_the_move(tmp_path: Path) -> None:
     p = make_project(tmp_path)
-    volumes = [f"{p.prefix}-minio-data", f"{p.prefix}-redis-data"]
+    volumes = [f"{p.prefix}-minio-data", f"{p.prefix}-postgres-data", f"{p.prefix}-redis-data"]
     try:
         assert p.cli("deploy", "--image", A).returncode == 0
         p.redis().set("fetchml:e2e:kept", "yes")
@@ -32,8 +32,8 @@ def test_destroy_keeps_the_data_unless_confirmed_and_records_the_move(tmp_path: 
         assert done.returncode == 0, done.stdout + done.stderr
         kept_names = " ".join(volumes)
         assert (
-            f"kept the data volumes (the queue and the artifacts); delete them with `docker volume rm {kept_names}`"
-            in (done.stdout)
+            "kept the data volumes (the queue, the artifacts and the database); delete them with "
+            f"`docker volume rm {kept_names}`" in done.stdout
         )
         assert dockerhost.containers_named(f"{p.prefix}-") == []  # the proxy goes too
         assert all(dockerhost.inspect("volume", v) for v in volumes)
