@@ -130,7 +130,9 @@ def declared(image: str) -> Declared | None:
     try:
         out = run_docker("image", "inspect", "-f", "{{json .Config.Labels}}", image)
     except HostError as exc:
-        raise SchemaError(f"cannot read the labels of {image}: {exc}") from exc
+        raise SchemaError(
+            f"cannot read the schema labels of {image} (is it pulled? `docker pull {image}`): {exc}"
+        ) from exc
     return parse_labels(image, json.loads(out or "null"))
 
 

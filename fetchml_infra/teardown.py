@@ -69,7 +69,8 @@ def destroy(stack: Stack, cfg: StackConfig, reason: str, delete_data: bool, say:
     if not delete_data:
         if kept:
             names = " ".join(kept)
-            say(f"kept the data volumes (the queue, the artifacts and the database); delete them with `docker volume rm {names}`")
+            what = "the queue, the artifacts and the database"
+            say(f"kept the data volumes ({what}); delete them with `docker volume rm {names}`")
         return 0
     for name in kept:
         done = subprocess.run(["docker", "volume", "rm", name], capture_output=True, text=True)
