@@ -25,7 +25,7 @@ else
   say "built $PROXY_IMAGE in $((SECONDS - t0)) s"
   proxy_built=1
 fi
-table+=("$proxy_name $proxy_tag -")
+table+=("$proxy_name $proxy_tag - -")
 
 verify_proxy() {
   say "verifying $PROXY_IMAGE: 503 before any route, admin API answers, a loaded config survives a restart"

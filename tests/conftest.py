@@ -49,7 +49,7 @@ def _missing_pieces() -> list[str]:
         missing.append("no Docker engine answers (`docker info` fails)")
     else:
         img = images()
-        wanted = [img["REDIS_IMAGE"], img["MINIO_IMAGE"], img["PROXY_IMAGE"]] + [
+        wanted = [img["REDIS_IMAGE"], img["MINIO_IMAGE"], img["PROXY_IMAGE"], img["POSTGRES_IMAGE"]] + [
             f"{img[repo]}:{tag.split(':')[0]}"
             for repo in ("API_IMAGE_REPO", "WORKER_IMAGE_REPO")
             for tag in img["STANDIN_TAGS"].split(",")

@@ -3,6 +3,7 @@ module fetchml-infra/standin
 go 1.26.0
 
 require (
+	github.com/lib/pq v1.12.3
 	github.com/minio/minio-go/v7 v7.0.91
 	github.com/redis/go-redis/v9 v9.23.0
 )

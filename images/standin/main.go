@@ -19,6 +19,20 @@
 // Each job then gets the object jobs/<id>/result.json ({"job", "version", "finished"}) before it is recorded
 // done; a job whose PUT fails stays on fetchml:queue:running.
 //
+// The api's database (database.go), only when FETCHML_DATABASE_ADDR is set (unset: no database, as before):
+//
+//	FETCHML_DATABASE_ADDR           PostgreSQL host:port (e.g. postgres:5432); user postgres, database fetchml,
+//	                                sslmode=disable
+//	FETCHML_DATABASE_PASSWORD_FILE  path of a file whose first line is the password; read once at start, the
+//	                                api exits 1 if it cannot (the log names the path, never the password)
+//	FETCHML_SCHEMA_TARGET           the schema version this image's migrations bring the database to (baked in)
+//	FETCHML_SCHEMA_MAX              the highest schema version this image runs on (baked in)
+//
+// The api (any mode but crash) applies the embedded migrations up to the target in the background and
+// /health adds "database" (ok | unreachable), "schema", "schema_max" and, when the live schema is above
+// FETCHML_SCHEMA_MAX, "schema_compatible": false; like Redis, a database outage does not change the api's
+// status. The worker ignores these variables.
+//
 // Jobs (worker.go): FETCHML_JOB_SECONDS (default 0) is how long each stand-in job takes;
 // FETCHML_STOP_GRACE_SECONDS (default 10) is the container's stop grace period, within which a job in
 // flight at SIGTERM finishes or is put back on the pending list.
@@ -32,6 +46,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -133,6 +148,14 @@ func runServer(role, defaultPort string) int {
 			return 1
 		}
 	}
+	var db *database
+	if role == "api" {
+		var err error
+		if db, err = newDatabase(version); err != nil {
+			fmt.Fprintf(os.Stderr, "fetchml-api: %v\n", err)
+			return 1
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	rdb := newRedis()
@@ -149,6 +172,9 @@ func runServer(role, defaultPort string) int {
 			return
 		}
 		body := map[string]any{"status": "ok", "version": version, "redis": "ok"}
+		if db != nil { // not a verdict on the image: the status stays as Redis makes it
+			db.report(r.Context(), body)
+		}
 		if cm := os.Getenv("FETCHML_COMPLIANCE_MODE"); cm != "" {
 			body["compliance_mode"] = cm
 		}
@@ -172,6 +198,15 @@ func runServer(role, defaultPort string) int {
 
 	if store != nil {
 		log.Printf("fetchml-worker: artifacts go to bucket %s at %s", store.bucket, store.client.EndpointURL().Host)
+	}
+	if db != nil {
+		defer db.db.Close()
+		limit := "not declared"
+		if db.max >= 0 {
+			limit = strconv.Itoa(db.max)
+		}
+		log.Printf("fetchml-api: database %s, migrating to schema %d in the background (runs on up to %s)", db.addr, db.target, limit)
+		go db.migrateLoop(ctx)
 	}
 	var working chan struct{} // closed when the worker has finished or put back its job in flight
 	if role == "worker" && m != "broken" {
