@@ -46,7 +46,7 @@ def redis(cfg: StackConfig, rdb: bytes, timeout: float = 120.0) -> None:
         run_docker(
             "create", "--name", source, "--network", f"{cfg.name_prefix}-net", cfg.redis_image,
             "/usr/bin/redis-server", "--bind", "0.0.0.0", "--protected-mode", "no", "--dir", "/data",
-            "--appendonly", "no",
+            "--appendonly", "no", "--repl-diskless-sync-delay", "0",
         )  # fmt: skip
         with tempfile.TemporaryDirectory() as tmp:
             (Path(tmp) / "dump.rdb").write_bytes(rdb)

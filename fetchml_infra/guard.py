@@ -63,7 +63,8 @@ def before_move(cfg: StackConfig, log: str, dry_run: bool, say: Callable[[str], 
         say(f"warning: {exc}; the rollback goes on without one (it changes images only, never data)")
         return note
     if taken is not None:
-        say(f"snapshot {taken.id} taken before entry #{taken.before_entry}: {taken.describe()}")
+        sizes = ", ".join(f"{name} {part.bytes} bytes" for name, part in sorted(taken.parts.items()))
+        say(f"snapshot {taken.id} taken before entry #{taken.before_entry} ({sizes})")
     return note
 
 

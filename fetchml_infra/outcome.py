@@ -103,6 +103,15 @@ def _errors(events: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
     ]
 
 
+def _stack_errors(events: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """(urn, message) of the program's own failures: error diagnostics of the stack resource or of none."""
+    return [
+        (str(d.get("urn")), str(d.get("message", "")).replace("Program failed with an unhandled exception:", ""))
+        for d in _of(events, "diagnosticEvent")
+        if d.get("severity") == "error" and (not d.get("urn") or "::pulumi:pulumi:Stack::" in str(d.get("urn")))
+    ]
+
+
 def _failed(events: Sequence[Mapping[str, Any]]) -> list[str]:
     return [resource_name(str(f.get("metadata", {}).get("urn", ""))) for f in _of(events, "resOpFailedEvent")]
 
@@ -143,6 +152,13 @@ def classify(
     # writes a cancelEvent when a failed update shuts down, so that event alone never hides a step's failure.
     if gate is None and interrupted:
         return Outcome("cancelled", None, "the update was interrupted and the engine cancelled it", changed)
+    # The program itself refused (the schema check, a snapshot that could not be stored): the engine shuts the
+    # update down with a cancelEvent too, but nothing was interrupted and no step failed.
+    stack_errors = _stack_errors(events)
+    program = [one_line(m) for _, m in stack_errors if one_line(m)]
+    policy_said = any(p.get("enforcementLevel") == "mandatory" for p in _of(events, "policyEvent"))
+    if program and not policy_said and not set(failed) - {resource_name(urn) for urn, _ in stack_errors}:
+        return Outcome("refused", None, program[0], changed)
     for wanted, kind in _FAILURES:
         name = next((n for n in failed if n and role(n) == wanted), None)
         if name is not None:

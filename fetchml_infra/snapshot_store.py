@@ -57,7 +57,9 @@ def running(name: str) -> bool:
 
 def redis_rdb(name: str) -> bytes:
     """The RDB a replica would get. Written to stdout, redis-cli cannot cut off the 40-byte end-of-transfer
-    marker it appends, so the file is cut to the length it reports."""
+    marker it appends, so the file is cut to the length it reports. A replica's sync waits
+    repl-diskless-sync-delay (5 s by default) for other replicas to join; the stack has none, so no wait."""
+    run_docker("exec", name, "redis-cli", "CONFIG", "SET", "repl-diskless-sync-delay", "0")
     done = subprocess.run(["docker", "exec", name, "redis-cli", "--rdb", "-"], capture_output=True, timeout=600)
     said = done.stderr.decode(errors="replace")
     length = re.search(r"after ([0-9]+) bytes", said)

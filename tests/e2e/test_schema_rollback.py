@@ -96,7 +96,7 @@ def test_migrations_persist_through_a_rollback_and_an_outgrown_target_is_refused
 
     # The preview (and so the PR comment) says it, and the plain `pulumi up` path refuses the same way.
     ok(p.pulumi("config", "set", "image", B))
-    shown = ok(p.cli("preview"))
+    shown = ok(p.cli("preview"), 1)  # a preview the program refuses is a failed check
     assert "schema: REFUSED: the live database schema is 3, but sha-5d6e7f8 runs on schema 0 to 2" in shown
     plain = p.pulumi("up", "--yes", "--skip-preview")
     assert plain.returncode != 0

@@ -90,6 +90,15 @@ def test_program_errors_and_policy_refusals_change_nothing() -> None:
         "policyEvent": {"policyName": "loopback-ports", "enforcementLevel": "mandatory", "message": "public bind"}
     }
     assert outcome.classify([PRELUDE, policy, SUMMARY], returncode=255).detail == "policy loopback-ports: public bind"
+    # As the engine writes a program's own refusal: no urn, and the update shut down with a cancelEvent.
+    program = {
+        "diagnosticEvent": {
+            "severity": "error",
+            "message": "Program failed with an unhandled exception:\nfetchml: schema check: the live schema is 3\n",
+        }
+    }
+    found = outcome.classify([PRELUDE, program, SUMMARY, {"cancelEvent": {}}], returncode=255)
+    assert (found.kind, found.detail) == ("refused", "schema check: the live schema is 3")
 
 
 def test_a_move_is_a_new_container_on_the_target_image() -> None:

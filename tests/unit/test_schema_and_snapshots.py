@@ -99,18 +99,18 @@ def test_a_manifest_survives_its_json_and_describes_itself_in_one_line() -> None
     assert listing.decode().splitlines()[0] == '{"bytes": 8, "etag": "e1", "key": "jobs/a/result.json"}'
 
 
-def _cfg(**extra: str):  # type: ignore[no-untyped-def]
+def _cfg(**extra: str):
     return parse(extra.pop("stack", "staging"), {"image": A, **SECRETS, **extra}, frozenset(SECRETS))
 
 
 def test_restore_refuses_before_reading_anything_without_what_it_needs() -> None:
     ask = restore.Ask("20261128T120005Z-e000007", "redis key deleted by hand", True, False, "", False)
     assert restore.refusal(_cfg(), ask) is None  # staging: no confirmation, no incident needed
-    assert restore.refusal(_cfg(), restore.Ask(ask.snapshot, " ", True, False, "", False)).startswith("--reason:")
+    assert str(restore.refusal(_cfg(), restore.Ask(ask.snapshot, " ", True, False, "", False))).startswith("--reason:")
     neither = restore.refusal(_cfg(), restore.Ask(ask.snapshot, "why", False, False, "", False))
     assert neither == "--redis / --db: name at least one part to restore; saw neither"
     prod = _cfg(stack="prod", environment="prod", complianceMode="hipaa", autoRollback="false")
-    assert restore.refusal(prod, ask).startswith("--incident: restoring data on prod/hipaa stack 'prod'")
+    assert str(restore.refusal(prod, ask)).startswith("--incident: restoring data on prod/hipaa stack 'prod'")
     with_ticket = restore.Ask(ask.snapshot, ask.reason, True, True, "INC-42", False)
     assert restore.refusal(prod, with_ticket) == (
         "--yes: restoring data on stack 'prod' replaces live data; confirm with --yes"
