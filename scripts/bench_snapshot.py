@@ -29,6 +29,8 @@ A, B = "sha-1a2b3c4", "sha-5d6e7f8"
 ENV = offline.apply()
 PORTS = {"apiHostPort": 9151, "redisHostPort": 6429, "minioHostPort": 9050, "proxyAdminPort": 2059}
 STACK = "benchsnap"
+# 640 hex characters of md5s of random values per row: a dump cannot compress them away.
+BODY = "(select string_agg(md5(random()::text || i || j), '') from generate_series(1, 20) j)"
 
 
 def cli(*args: str) -> float:
@@ -44,14 +46,14 @@ def fill(db_mb: int, jobs: int) -> tuple[int, int]:
     rows = db_mb * 1024 * 1024 // 700  # a row of 640 characters takes about 700 bytes on disk
     schema.psql(
         name,
-        f"create table bench_blob as select i, repeat(md5(i::text), 20) as body from generate_series(1, {rows}) i",
-        600,
+        f"create table bench_blob as select i, {BODY} as body from generate_series(1, {rows}) i",
+        900,
     )
     size = int(schema.psql(name, "select pg_database_size('fetchml')"))
     r = jobqueue.connect(f"127.0.0.1:{PORTS['redisHostPort']}")
     pipe = r.pipeline()
     for i in range(jobs):
-        pipe.lpush("fetchml:queue:pending", f"bench-{i}")
+        pipe.lpush("fetchml:queue:pending", f"bench-{i:05d}-{os.urandom(8).hex()}")
     pipe.execute()
     return size, int(r.llen("fetchml:queue:pending"))
 
@@ -87,7 +89,7 @@ def main() -> int:
             snapshot.append(time.monotonic() - t0)
             rollback.append(cli("rollback", "--to", A, "--reason", "benchmark"))
             deploy.append(cli("deploy", "--image", B, "--reason", "benchmark"))
-            parts = ", ".join(f"{n} {p.bytes / 2**20:.1f} MiB" for n, p in (taken.parts if taken else {}).items())
+            parts = taken.describe().split(")  ", 1)[-1] if taken else "nothing taken"
             print(f"  run {i + 1}: snapshot {snapshot[-1]:.2f} s ({parts}), rollback {rollback[-1]:.2f} s, "
                   f"deploy {deploy[-1]:.2f} s", flush=True)  # fmt: skip
     finally:
