@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from fetchml_infra import attempt, audit, restore, snapshot_store, snapshots
+from fetchml_infra import attempt, audit, host, restore, snapshot_store, snapshots
 from fetchml_infra.audit import shipping as shipping_
 from fetchml_infra.console import StackOpt, WaitOpt, fail, say
 from fetchml_infra.gate import current_actor
@@ -72,22 +72,34 @@ def prune(
             if not doomed:
                 say(f"nothing to prune on '{stack}': {keep or cfg.snapshot_keep} or fewer snapshots")
                 return
+            gone, failed = [], ""
             for sid in doomed:  # one by one: a failure part-way is recorded for what went
-                snapshot_store.delete(cfg, sid)
-            image = str(s.outputs().get("image") or "-")
+                try:
+                    snapshot_store.delete(cfg, sid)
+                except snapshot_store.SnapshotError as exc:
+                    failed = str(exc)
+                    break
+                gone.append(sid)
+            if not gone:
+                fail(f"{failed}; nothing was deleted", 2)
+            image = str(s.outputs().get("image") or "none")
+            what = f"pruned {len(gone)} snapshot(s) {gone[0]}..{gone[-1]}"
             entry, note = shipping_.append(
                 log,
                 ship,
                 action="prune",
-                outcome="success",
+                outcome="failure" if failed else "success",
                 from_image=image,
                 to_image=image,
                 actor=current_actor(),
-                reason=audit.clean_value(f"pruned {len(doomed)} snapshot(s) {doomed[0]}..{doomed[-1]}: {reason}")[:400],
+                reason=audit.clean_value(f"{what}: {reason[:200]}" + (f"; FAILED: {failed}" if failed else ""))[:480],
                 stack=stack,
             )
     except (OperatorError, audit.AuditError, snapshot_store.SnapshotError) as exc:
         fail(str(exc), 2)
+    if failed:
+        say(entry.render())
+        fail(f"pruned {', '.join(gone)}, then: {failed}", 4)
     say(f"pruned {len(doomed)} snapshot(s) of '{stack}': {', '.join(doomed)}")
     say(entry.render())
     if note:
@@ -115,6 +127,8 @@ def restore_command(
             code = restore.restore(s, cfg, ask, say)
     except (OperatorError, audit.AuditError) as exc:
         fail(str(exc), getattr(exc, "code", 2))
+    except host.HostError as exc:  # Docker stopped answering before the restore changed anything
+        fail(f"{exc}; nothing was changed", 2)
     raise typer.Exit(code)
 
 

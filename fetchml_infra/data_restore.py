@@ -88,16 +88,21 @@ def _pong(name: str) -> bool:
         return False
 
 
-def database(cfg: StackConfig, dump: bytes, timeout: float = 600.0) -> None:
+def database(cfg: StackConfig, dump: bytes, say: Callable[[str], None], timeout: float = 600.0) -> None:
     """Replace the live database with the one in ``dump`` (``pg_dump -Fc``); the app must be stopped."""
     name, db = schema.container(cfg.name_prefix), schema.DATABASE
     fresh, old = f"{db}_restoring", f"{db}_before_restore"
 
-    def admin(sql: str) -> None:
-        run_docker("exec", name, "psql", "-v", "ON_ERROR_STOP=1", "-U", "postgres", "-d", "postgres", "-c", sql)
+    def admin(sql: str) -> str:
+        return run_docker(
+            "exec", name, "psql", "-v", "ON_ERROR_STOP=1", "-U", "postgres", "-d", "postgres", "-tAc", sql
+        ).strip()  # fmt: skip
 
     try:
-        admin(f"DROP DATABASE IF EXISTS {fresh}")
+        if admin(f"SELECT count(*) FROM pg_database WHERE datname = '{db}'") != "1":
+            raise RestoreError(f"the live database {db} is missing in {name}; restore refused, nothing was changed")
+        admin(f"DROP DATABASE IF EXISTS {fresh}")  # a restore cut short before its swap left it
+        admin(f"DROP DATABASE IF EXISTS {old}")  # an earlier restore's, kept when its last drop failed
         admin(f"CREATE DATABASE {fresh} TEMPLATE template0")
         done = subprocess.run(
             ["docker", "exec", "-i", name, "pg_restore", "-U", "postgres", "-d", fresh, "--single-transaction",
@@ -108,10 +113,12 @@ def database(cfg: StackConfig, dump: bytes, timeout: float = 600.0) -> None:
             admin(f"DROP DATABASE IF EXISTS {fresh}")
             said = done.stderr.decode(errors="replace").strip().splitlines()
             raise RestoreError(f"pg_restore failed, the live database is untouched: {(said or ['no output'])[-1]}")
-        admin(f"DROP DATABASE IF EXISTS {old}")
         admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'")
-        admin(f"ALTER DATABASE {db} RENAME TO {old}")
-        admin(f"ALTER DATABASE {fresh} RENAME TO {db}")
-        admin(f"DROP DATABASE {old}")  # the safety snapshot taken before the restore holds it
+        # One transaction: both renames or neither, so there is always a database called fetchml.
+        admin(f"BEGIN; ALTER DATABASE {db} RENAME TO {old}; ALTER DATABASE {fresh} RENAME TO {db}; COMMIT;")
     except (HostError, subprocess.SubprocessError) as exc:
         raise RestoreError(f"restoring the database failed: {exc}") from exc
+    try:
+        admin(f"DROP DATABASE {old}")  # the safety snapshot taken before the restore holds it
+    except HostError as exc:
+        say(f"  warning: the replaced database is kept as {old} ({exc}); the next restore drops it")

@@ -27,16 +27,20 @@ def _refuse(message: str) -> Refused:
     return Refused(f"{message}\nNothing was changed.")
 
 
-def schema_note(cfg: StackConfig, say: Callable[[str], None]) -> str:
+def schema_note(cfg: StackConfig, say: Callable[[str], None], dry_run: bool = False) -> str:
     """Check the move's target against the live schema; the override note for the audit entry ("" when none).
-    Raises Refused when the schema refuses it, or cannot be read, and forceSchema is not set."""
+    Raises Refused when the schema refuses it, or cannot be read, and forceSchema is not set. A preview does
+    not pull: an image that is not here yet is reported, not refused (the update pulls it and checks)."""
     try:
-        checked, pending = schema.check(cfg.name_prefix, cfg.api_image, cfg.image)
+        checked, pending = schema.check(cfg.name_prefix, cfg.api_image, cfg.image, pull=not dry_run)
     except schema.SchemaError as exc:
+        if dry_run and "labels" in str(exc):
+            say(f"schema check: {exc}; checked when the update runs")
+            return ""
         if not cfg.force_schema:
-            raise _refuse(f"schema check: {exc}; start the database, or pass --force-schema") from None
+            raise _refuse(f"schema check: {exc}; or pass --force-schema") from None
         say(f"schema check: {exc}; not checked (forceSchema)")
-        return f"schema check skipped (--force-schema): {exc}"
+        return audit.clean_value(f"schema check skipped (--force-schema): {exc}")[:300]
     if checked.ok:
         say(f"schema: {checked.line}" + (f"; {pending} migration(s) to apply on start" if pending else ""))
         return ""
@@ -51,12 +55,12 @@ def before_move(cfg: StackConfig, log: str, dry_run: bool, say: Callable[[str], 
     current = running_image(cfg, log)
     if current == cfg.image:
         return ""
-    note = schema_note(cfg, say)
+    note = schema_note(cfg, say, dry_run)
     if dry_run:
         return note
     action = "rollback" if history.last_passed_to(audit.entries(log), cfg.stack, cfg.image) else "deploy"
     try:
-        taken = snapshot_store.take(cfg, log, image=current or "-", target=cfg.image, action=action)
+        taken = snapshot_store.take(cfg, log, image=current or history.NO_IMAGE, target=cfg.image, action=action)
     except snapshot_store.SnapshotError as exc:
         if action == "deploy":  # a new release may migrate the data: not without a way back
             raise _refuse(f"{exc}; a deploy snapshots the data first, so it did not start") from None

@@ -176,7 +176,7 @@ def check_schema(cfg: StackConfig, log: str, force: bool, say: Say) -> None:
         checked, pending = schema.check(cfg.name_prefix, cfg.api_image, cfg.image)
     except schema.SchemaError as exc:
         if not force:
-            raise OperatorError(f"{exc}. Nothing was changed; start the database, or add --force-schema") from exc
+            raise OperatorError(f"{exc}. Nothing was changed; or add --force-schema") from exc
         say(f"  warning: {exc}; the schema is not checked (--force-schema)")
         return
     if not checked.ok and not force:

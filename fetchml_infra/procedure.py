@@ -17,6 +17,7 @@ from fetchml_infra import (
     attempt,
     audit,
     checklist,
+    guard,
     history,
     host,
     preflight,
@@ -126,8 +127,10 @@ def _after_failed_gate(stack: Stack, cfg: StackConfig, denied: list[str], tried:
     say(f"deploy of {image} failed its health gate; rolling back to {target} (autoRollback)")
     stack.set(deniedImages=json.dumps([*denied, image]))
     back = load_config(stack, image=target)
-    if not attempt.up(stack, back, image, "rollback", actor, AUTO_ROLLBACK_REASON, say).outcome.ok:
-        say(f"automatic rollback to {target} FAILED; stack '{stack.name}' needs an operator now")
+    returned = attempt.up(stack, back, image, "rollback", actor, AUTO_ROLLBACK_REASON, say).outcome
+    if not returned.ok:
+        say(f"automatic rollback to {target} FAILED ({returned.kind}: {returned.detail})")
+        say(f"  stack '{stack.name}' needs an operator now; a gate that fails never routes, so the proxy still serves")
         return EXIT_FAILED
     say(f"rolled back to {target}; {image} is denied on '{stack.name}' until deployed with --allow-denied")
     checks = [(c.name, c.ok, c.detail) for c in checklist.post_rollback(stack, back)]
@@ -233,9 +236,10 @@ def rollback(
     return EXIT_OK if all(c.ok for c in checks) else EXIT_CHECKS_FAILED
 
 
-def _schema_line(cfg: StackConfig, deployed: str) -> tuple[bool, str] | None:
-    """The schema check a move to the config's image would face (the program refuses the same way)."""
-    if cfg.image == deployed:
+def _schema_line(cfg: StackConfig, log: str) -> tuple[bool, str] | None:
+    """The schema check a move to the config's image would face (the program decides the same way: a move is
+    a change from what the chain last moved the stack to)."""
+    if guard.running_image(cfg, log) == cfg.image:
         return None
     try:
         checked, pending = schema.check(cfg.name_prefix, cfg.api_image, cfg.image)
@@ -262,7 +266,7 @@ def preview(stack: Stack) -> review.Review:
     to = host.api_name(cfg.name_prefix, cfg.image)
     switch = (routed, to) if any(s.name == "proxy-route" for s in steps) and routed != to else None
     return review.Review(
-        schema=_schema_line(cfg, deployed),
+        schema=_schema_line(cfg, stack.audit_log(cfg)),
         stack=stack.name,
         from_image=deployed,
         to_image=cfg.image,

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from fetchml_infra import audit, data_restore, health, host, preflight, snapshot_store
+from fetchml_infra import audit, data_restore, health, host, preflight, schema, snapshot_store
 from fetchml_infra.audit import shipping as shipping_
 from fetchml_infra.config import StackConfig
 from fetchml_infra.gate import current_actor
@@ -58,13 +58,15 @@ def refusal(cfg: StackConfig, ask: Ask) -> str | None:
     return None
 
 
-def entry_reason(ask: Ask, manifest: Manifest, safety: Manifest | None, failed: str) -> str:
-    parts = " and ".join(ask.parts)
+def entry_reason(ask: Ask, manifest: Manifest, safety: Manifest | None, restored: list[str], failed: str) -> str:
+    """One line: what came back from where, the operator's why (cut to fit, never the outcome), and failures."""
+    done = " and ".join(restored) or "nothing"
     kept = f"; the data before it is snapshot {safety.id}" if safety else ""
-    what = f"restore of {parts} from snapshot {manifest.id} (taken before entry #{manifest.before_entry}){kept}"
+    what = f"restore of {done} from snapshot {manifest.id} (taken before entry #{manifest.before_entry}){kept}"
     incident = f"; incident {ask.incident}" if ask.incident else ""
     outcome = f"; FAILED: {failed}" if failed else ""
-    return audit.clean_value(f"{what}: {ask.reason}{incident}{outcome}")[:480]
+    room = max(480 - len(what) - len(incident) - len(outcome[:300]) - 2, 40)
+    return audit.clean_value(f"{what}: {ask.reason[:room]}{incident}{outcome[:300]}")
 
 
 def _check(stack: Stack, cfg: StackConfig, say: Say) -> str:
@@ -76,39 +78,84 @@ def _check(stack: Stack, cfg: StackConfig, say: Say) -> str:
     return log
 
 
+def _running_apps(cfg: StackConfig) -> list[host.AppContainer]:
+    """The app containers that run now; all on the config's image, or the stack is mid-change: refused."""
+    apps = [c for c in host.app_containers(cfg.name_prefix).values() if c.running]
+    others = sorted({c.image for c in apps} - {cfg.image})
+    if others:
+        raise OperatorError(
+            f"stack '{cfg.stack}' runs {', '.join(others)} beside or instead of its config's {cfg.image} (a failed or "
+            f"interrupted update?); bring it to one image first (rollback or recover); nothing was changed"
+        )
+    if not apps:
+        raise OperatorError(f"stack '{cfg.stack}' runs no app at {cfg.image} to restore under; nothing was changed")
+    return apps
+
+
+def _read(cfg: StackConfig, ask: Ask, say: Say) -> tuple[Manifest, dict[str, bytes]]:
+    """The snapshot's chosen parts, verified; refused when its database would not fit the running image."""
+    try:
+        manifest = snapshot_store.load(cfg, ask.snapshot)
+        data = {part: snapshot_store.read_part(cfg, manifest, part) for part in ask.parts}
+        declared = schema.declared(cfg.api_image)
+    except (snapshot_store.SnapshotError, schema.SchemaError) as exc:
+        raise OperatorError(f"{exc}; nothing was changed") from exc
+    if "db" in data and manifest.schema is not None:
+        checked = schema.fit(manifest.schema, cfg.image, declared)
+        if not checked.ok:
+            raise OperatorError(
+                f"the snapshot's database does not fit {cfg.image}: {checked.line}; nothing was changed"
+            )
+    sizes = ", ".join(f"{p} {len(b)} bytes" for p, b in data.items())
+    say(f"  ok  snapshot {manifest.id}: {sizes}, sha256 verified")
+    return manifest, data
+
+
+def _put_back(cfg: StackConfig, data: dict[str, bytes], say: Say) -> tuple[list[str], str]:
+    """Restore the parts in order; (the parts restored, what failed)."""
+    restored: list[str] = []
+    try:
+        if "redis" in data:
+            data_restore.redis(cfg, data["redis"])
+            restored.append("redis")
+            say("  ok  Redis restored (full sync from the snapshot, append-only file rewritten)")
+        if "db" in data:
+            data_restore.database(cfg, data["db"], say)
+            restored.append("db")
+            say("  ok  database restored (into a new database, swapped in)")
+    except (data_restore.RestoreError, host.HostError) as exc:
+        say(f"restore failed: {exc}")
+        return restored, str(exc)
+    return restored, ""
+
+
 def restore(stack: Stack, cfg: StackConfig, ask: Ask, say: Say) -> int:
     why = refusal(cfg, ask)
     if why:
         raise OperatorError(f"{why}; nothing was changed")
     log = _check(stack, cfg, say)
-    apps = [c for c in host.app_containers(cfg.name_prefix).values() if c.image == cfg.image]
-    if not apps:
-        raise OperatorError(f"stack '{cfg.stack}' runs no app at {cfg.image} to restore under; nothing was changed")
-    try:
-        manifest = snapshot_store.load(cfg, ask.snapshot)
-        data = {part: snapshot_store.read_part(cfg, manifest, part) for part in ask.parts}
-        sizes = ", ".join(f"{p} {len(b)} bytes" for p, b in data.items())
-        say(f"  ok  snapshot {manifest.id}: {sizes}, sha256 verified")
-        safety = snapshot_store.take(cfg, log, image=cfg.image, target=cfg.image, action="restore")
-    except snapshot_store.SnapshotError as exc:
-        raise OperatorError(f"{exc}; nothing was changed") from exc
-    if safety is not None:
-        say(f"  ok  the data as it is now is snapshot {safety.id}")
-    say(f"stopping the app ({', '.join(c.name for c in apps)}) to restore {' and '.join(ask.parts)}")
+    apps = _running_apps(cfg)
+    manifest, data = _read(cfg, ask, say)
+    names = [c.name for c in apps]
+    say(f"stopping the app ({', '.join(names)}) to restore {' and '.join(ask.parts)}")
     failed = ""
     try:
-        host.run_docker("stop", "-t", str(cfg.worker_stop_grace_seconds), *(c.name for c in apps), timeout=600)
-        if "redis" in data:
-            data_restore.redis(cfg, data["redis"])
-            say("  ok  Redis restored (full sync from the snapshot, append-only file rewritten)")
-        if "db" in data:
-            data_restore.database(cfg, data["db"])
-            say("  ok  database restored (into a new database, swapped in)")
-    except (data_restore.RestoreError, host.HostError) as exc:
-        failed = str(exc)
-        say(f"restore failed: {failed}")
+        host.run_docker("stop", "-t", str(cfg.worker_stop_grace_seconds), *names, timeout=600)
+        # After the stop, so that nothing the app writes in between is lost with the data it replaces.
+        safety = snapshot_store.take(cfg, log, image=cfg.image, target=cfg.image, action="restore")
+    except (snapshot_store.SnapshotError, host.HostError) as exc:
+        host.run_docker("start", *names, timeout=120)
+        raise OperatorError(f"{exc}; the app was started again and nothing was changed") from exc
+    if safety is not None:
+        say(f"  ok  the data as it is now is snapshot {safety.id}")
+    restored: list[str] = []
+    try:
+        restored, failed = _put_back(cfg, data, say)
     finally:
-        host.run_docker("start", *(c.name for c in apps), timeout=120)
+        try:
+            host.run_docker("start", *names, timeout=120)
+        except host.HostError as exc:
+            failed = f"{failed}; the app did not start again: {exc}".lstrip("; ")
     polled = health.poll(
         cfg.health_url,
         expected_version=cfg.image,
@@ -127,7 +174,7 @@ def restore(stack: Stack, cfg: StackConfig, ask: Ask, say: Say) -> int:
             from_image=cfg.image,
             to_image=cfg.image,
             actor=current_actor(),
-            reason=entry_reason(ask, manifest, safety, failed),
+            reason=entry_reason(ask, manifest, safety, restored, failed),
             stack=cfg.stack,
         )
     except (audit.AuditError, ValueError, OSError) as exc:

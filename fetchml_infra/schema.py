@@ -73,10 +73,10 @@ def fit(live: int | None, image: str, declared: Declared | None) -> Fit:
         return Fit(
             False,
             f"the live database schema is {live}, but {image} runs on schema {declared.min} to {declared.max}: a "
-            f"rollback never reverts a migration, so this needs a forward fix or data recovery (fetchml-infra "
-            f"restore), not a rollback; --force-schema overrides",
+            f"rollback never reverts a migration, so this needs a forward fix or data recovery, not a rollback "
+            f"(data recovery: fetchml-infra restore); --force-schema overrides",
         )
-    if live < declared.min:
+    if live < declared.min and (declared.target is None or declared.target < declared.min):
         return Fit(
             False,
             f"the live database schema is {live}, but {image} needs at least schema {declared.min}; deploy the "
@@ -116,7 +116,10 @@ def live_version(prefix: str) -> int | None:
     if not state.strip():
         return None
     if state.strip() != "true":
-        raise SchemaError(f"cannot read the live schema: the database container {name} is not running")
+        raise SchemaError(
+            f"cannot read the live schema: the database container {name} is not running; start it "
+            f"(`docker start {name}`)"
+        )
     try:
         if psql(name, _HAS_TABLE) != "t":
             return 0
@@ -125,9 +128,12 @@ def live_version(prefix: str) -> int | None:
         raise SchemaError(f"cannot read the live schema from {name}: {exc}") from exc
 
 
-def declared(image: str) -> Declared | None:
-    """The schema labels of a local image (the API image decides: it is the one that migrates)."""
+def declared(image: str, pull: bool = False) -> Declared | None:
+    """The schema labels of the image (the API image decides: it is the one that migrates); ``pull``: pull it
+    first when it is not here (the plain `pulumi up` path checks before the engine would pull it)."""
     try:
+        if pull and not run_docker("image", "ls", "-q", image).strip():
+            run_docker("pull", image, timeout=600)
         out = run_docker("image", "inspect", "-f", "{{json .Config.Labels}}", image)
     except HostError as exc:
         raise SchemaError(
@@ -136,9 +142,9 @@ def declared(image: str) -> Declared | None:
     return parse_labels(image, json.loads(out or "null"))
 
 
-def check(prefix: str, api_image: str, tag: str) -> tuple[Fit, int]:
+def check(prefix: str, api_image: str, tag: str, pull: bool = False) -> tuple[Fit, int]:
     """The schema check of moving the app to ``tag``: (the fit, migrations pending). SchemaError when the live
     schema or the labels cannot be read."""
     live = live_version(prefix)
-    found = declared(api_image)
+    found = declared(api_image, pull)
     return fit(live, tag, found), pending(live, found)

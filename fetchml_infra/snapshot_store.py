@@ -12,6 +12,7 @@ import hashlib
 import io
 import re
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -72,15 +73,20 @@ def redis_rdb(name: str) -> bytes:
 def pg_dump(name: str) -> Iterator[IO[bytes]]:
     """`pg_dump -Fc` of the database, as a stream (a large database is not held in memory)."""
     cmd = ["docker", "exec", name, "pg_dump", "-U", "postgres", "-d", schema.DATABASE, "-Fc"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdout is not None and proc.stderr is not None
-    try:
-        yield proc.stdout
-    finally:
-        proc.stdout.close()
-        err = proc.stderr.read().decode(errors="replace")
+    with tempfile.TemporaryFile() as errors:  # a file, not a pipe nobody reads until the end
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors)
+        assert proc.stdout is not None
+        try:
+            yield proc.stdout
+        except BaseException:
+            proc.kill()  # the upload failed: its error is the one to report
+            raise
+        finally:
+            proc.stdout.close()
         if proc.wait(timeout=600) != 0:
-            raise SnapshotError(f"pg_dump in {name} failed: {audit.clean_value(err.strip())[-300:]}")
+            errors.seek(0)
+            said = errors.read().decode(errors="replace").strip()
+            raise SnapshotError(f"pg_dump in {name} failed: {audit.clean_value(said)[-300:]}")
 
 
 class _Hashing(io.RawIOBase):
@@ -108,11 +114,12 @@ def _put(mc: Minio, key: str, stream: IO[bytes]) -> Part:
 def take(cfg: StackConfig, log: str, *, image: str, target: str, action: str) -> Manifest | None:
     """Snapshot the data before a move of ``cfg.stack`` from ``image`` to ``target``. None when the stack has no
     data service running yet (its first deploy). SnapshotError when a part cannot be taken or stored."""
-    has_redis, has_db = running(redis_container(cfg)), running(schema.container(cfg.name_prefix))
-    if not (has_redis or has_db):
-        return None
-    head, length = audit.head(log)
     try:
+        has_redis, has_db = running(redis_container(cfg)), running(schema.container(cfg.name_prefix))
+        if not (has_redis or has_db):
+            return None
+        head, length = audit.head(log)
+        version = schema.live_version(cfg.name_prefix) if has_db else None
         mc = client(cfg)
         if not mc.bucket_exists(BUCKET):
             mc.make_bucket(BUCKET)
@@ -137,11 +144,12 @@ def take(cfg: StackConfig, log: str, *, image: str, target: str, action: str) ->
             target=target,
             action=action,
             parts=parts,
+            schema=version,
         )
         body = manifest.to_json()
         mc.put_object(BUCKET, folder + MANIFEST, io.BytesIO(body), len(body))  # last: now it is a snapshot
         return manifest
-    except _FAILURES as exc:
+    except (*_FAILURES, audit.AuditError, schema.SchemaError) as exc:
         raise SnapshotError(f"the snapshot of stack '{cfg.stack}' could not be taken: {exc}") from exc
 
 
@@ -154,7 +162,10 @@ def listed(cfg: StackConfig, mc: Minio | None = None) -> list[Manifest]:
         found = []
         for o in mc.list_objects(BUCKET, prefix=f"{cfg.stack}/", recursive=True):
             if o.object_name and o.object_name.endswith(f"/{MANIFEST}"):
-                found.append(Manifest.from_json(_read(mc, o.object_name)))
+                try:
+                    found.append(Manifest.from_json(_read(mc, o.object_name)))
+                except (ValueError, TypeError, KeyError):  # not written by us: not a snapshot, and no reason to fail
+                    continue
     except _FAILURES as exc:
         raise SnapshotError(f"the snapshots of stack '{cfg.stack}' could not be listed: {exc}") from exc
     return sorted(found, key=lambda m: m.id)

@@ -42,6 +42,7 @@ class Manifest:
     target: str  # what the move went to
     action: str  # deploy | rollback | restore
     parts: dict[str, Part] = field(default_factory=dict)
+    schema: int | None = None  # the database's schema version when it was taken (None: no database part)
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), indent=1, sort_keys=True).encode()

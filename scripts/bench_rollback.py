@@ -136,7 +136,7 @@ def pulumi_route(runs: int, jobs: int) -> tuple[Runs, tuple[int, int, int]]:
             ["stack", "rm", "--yes", "--force"],
         ):
             subprocess.run(["pulumi", *cmd, "--stack", STACK], cwd=REPO_ROOT, env=ENV, capture_output=True)
-        for volume in ("redis-data", "minio-data"):
+        for volume in ("redis-data", "minio-data", "postgres-data"):
             subprocess.run(["docker", "volume", "rm", f"fetchml-{STACK}-{volume}"], capture_output=True)
         (REPO_ROOT / f"Pulumi.{STACK}.yaml").unlink(missing_ok=True)
 

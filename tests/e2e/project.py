@@ -123,9 +123,11 @@ class Project:
         """Container ID and start time of Redis and MinIO: equal only if neither was replaced nor restarted."""
         return {name: dockerhost.identity(f"{self.prefix}-{name}") for name in ("redis", "minio", "postgres")}
 
-    def volumes(self) -> dict[str, str]:
+    def volumes(self) -> dict[str, int]:
+        """The inode of each data volume's directory: a volume made again gets a new one. (Not CreatedAt: Docker
+        reports the directory's mtime, which moves when MinIO makes a bucket.)"""
         return {
-            name: dockerhost.inspect("volume", f"{self.prefix}-{name}-data")["CreatedAt"]  # type: ignore[index]
+            name: os.stat(dockerhost.inspect("volume", f"{self.prefix}-{name}-data")["Mountpoint"]).st_ino  # type: ignore[index]
             for name in ("redis", "minio", "postgres")
         }
 

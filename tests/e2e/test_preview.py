@@ -36,7 +36,8 @@ def test_preview_tells_deploy_rollback_noop_and_protected_changes(project: Proje
     assert text.startswith("<!-- fetchml-infra-preview -->")
     assert f"**No change of image**: stays on {A}." in text
     assert "- containers to start: none" in text and "proxy switch" not in text
-    assert "- no protected resource is replaced, deleted or unprotected (audit-entry, minio-data, redis-data)" in text
+    kept = "audit-entry, minio-data, postgres-data, redis-data"
+    assert f"- no protected resource is replaced, deleted or unprotected ({kept})" in text
     typo = p.stack_name[:-1] + ("x" if p.stack_name[-1] != "x" else "y")
     refused = p.cli("preview", "--stack", typo, on_stack=False)
     said = " ".join(refused.stderr.split())
@@ -76,5 +77,5 @@ def test_preview_tells_deploy_rollback_noop_and_protected_changes(project: Proje
     text = preview(p, code=1)
     # The engine names the protected volumes it would replace (older CLIs stop at the first, in no fixed order).
     warning = re.search(r"\*\*WARNING: protected resources would be replaced, deleted or unprotected: (.*)\*\*", text)
-    assert warning and set(warning[1].split(", ")) <= {"minio-data", "redis-data"} and warning[1], text
+    assert warning and set(warning[1].split(", ")) <= {"minio-data", "postgres-data", "redis-data"} and warning[1], text
     assert "marked for protection" in text

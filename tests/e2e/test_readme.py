@@ -64,7 +64,7 @@ def checkout(tmp_path: Path) -> Iterator[tuple[Path, str]]:
         yield root, prefix
     finally:
         dockerhost.remove("container", *dockerhost.containers_named(f"{prefix}-"))
-        dockerhost.remove("volume", f"{prefix}-redis-data", f"{prefix}-minio-data")
+        dockerhost.remove("volume", *(f"{prefix}-{v}-data" for v in ("redis", "minio", "postgres")))
         dockerhost.remove("network", f"{prefix}-net")
 
 

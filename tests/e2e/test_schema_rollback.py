@@ -90,7 +90,7 @@ def test_migrations_persist_through_a_rollback_and_an_outgrown_target_is_refused
     # B runs on 0-2 only: refused before anything changed, naming both versions.
     out = ok(p.cli("rollback", "--to", B, "--reason", "D is slow"), 2)
     assert "the live database schema is 3, but sha-5d6e7f8 runs on schema 0 to 2" in out
-    assert "needs a forward fix or data recovery (fetchml-infra restore), not a rollback" in out
+    assert "needs a forward fix or data recovery, not a rollback (data recovery: fetchml-infra restore)" in out
     assert "Nothing was changed" in out
     assert app_ids(p) == before and p.chain() == chain and p.config("image") == config == D
 
@@ -127,7 +127,7 @@ def test_a_database_that_is_down_refuses_the_move_and_the_next_one_works(staging
     docker("stop", f"{p.prefix}-postgres")
     out = ok(p.cli("deploy", "--image", B, "--reason", "db down"), 2)
     assert f"the database container {p.prefix}-postgres is not running" in out
-    assert "start the database, or add --force-schema" in out
+    assert f"start it (`docker start {p.prefix}-postgres`)" in out and "or add --force-schema" in out
     assert p.chain() == chain and p.config("image") == A
     docker("start", f"{p.prefix}-postgres")
     ok(p.cli("deploy", "--image", B, "--reason", "db back"))

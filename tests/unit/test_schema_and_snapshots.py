@@ -41,7 +41,8 @@ def test_a_target_the_schema_has_outgrown_is_refused_naming_both_versions() -> N
     assert refused.line.startswith(f"the live database schema is 3, but {A} runs on schema 0 to 2")
     assert "forward fix or data recovery" in refused.line and "not a rollback" in refused.line
     assert "\n" not in refused.line
-    assert not schema.fit(0, A, schema.Declared(1, 2, 2)).ok  # too old a schema for it, too
+    assert not schema.fit(0, A, schema.Declared(1, 2, None)).ok  # too old a schema, and nothing to migrate it
+    assert schema.fit(0, A, schema.Declared(1, 2, 2)).ok  # too old, but its own migrations take it to 2
     assert schema.fit(None, A, a).ok  # no database yet: the first deploy creates it
     assert schema.fit(5, A, None).ok  # an image that declares nothing is not judged
     note = schema.override_note(refused)
@@ -122,10 +123,13 @@ def test_the_restore_entry_says_what_came_back_from_where_in_one_line() -> None:
     m = Manifest("20261128T120005Z-e000007", "staging", "2026-11-28T12:00:05Z", 7, "-", B, A, "rollback")
     safety = Manifest("20261128T130000Z-e000009", "staging", "2026-11-28T13:00:00Z", 9, "-", A, A, "restore")
     ask = restore.Ask(m.id, "dropped\ntable", True, True, "INC-42", True)
-    reason = restore.entry_reason(ask, m, safety, "")
+    reason = restore.entry_reason(ask, m, safety, ["redis", "db"], "")
     assert reason == (
         "restore of redis and db from snapshot 20261128T120005Z-e000007 (taken before entry #7); the data before "
         "it is snapshot 20261128T130000Z-e000009: dropped table; incident INC-42"
     )
-    failed = restore.entry_reason(ask, m, None, "pg_restore failed, the live database is untouched: x")
+    failed = restore.entry_reason(ask, m, None, ["redis"], "pg_restore failed, the live database is untouched: x")
+    assert failed.startswith("restore of redis from snapshot")  # what did come back, and only that
     assert failed.endswith("; FAILED: pg_restore failed, the live database is untouched: x") and "\n" not in failed
+    long = restore.entry_reason(restore.Ask(m.id, "w" * 900, True, True, "", True), m, None, ["redis"], "boom")
+    assert long.endswith("; FAILED: boom") and len(long) <= 480  # the operator's words are cut, never the outcome
