@@ -106,7 +106,10 @@ def test_a_hipaa_rollback_needs_an_incident_report_and_notifies(
     [body] = receiver.bodies
     assert body["entry"]["line"] == last.render() and body["incident"] == sha
     names = [c["name"] for c in body["checklist"]]
-    assert names == ["health", "compliance_mode", "queue state", "audit chain", "audit sink"]
+    assert names == [
+        *("health", "compliance_mode", "queue state", "audit chain", "audit sink"),
+        *("database", "schema version", "migrations pending"),
+    ]
     assert all(c["ok"] for c in body["checklist"]), body["checklist"]
 
     # The 3 a.m. path notifies too (the program's AuditEntry sends it, with what it knows).
