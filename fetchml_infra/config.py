@@ -112,6 +112,11 @@ class StackConfig:
         return f"http://{host}:{self.proxy_admin_port}"
 
     @property
+    def published_host(self) -> str:
+        """The host the stack's published ports answer on, as a URL writes it."""
+        return self.health_url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)[0]
+
+    @property
     def health_url(self) -> str:
         host = f"[{self.bind_address}]" if ":" in self.bind_address else self.bind_address
         if host in ("0.0.0.0", "[::]"):

@@ -41,9 +41,8 @@ def redis_container(cfg: StackConfig) -> str:
 
 
 def client(cfg: StackConfig) -> Minio:
-    host = cfg.health_url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)[0]
     return Minio(
-        f"{host}:{cfg.minio_host_port}",
+        f"{cfg.published_host}:{cfg.minio_host_port}",
         cfg.minio_root_user.value,
         cfg.minio_root_password.value,
         secure=False,

@@ -147,7 +147,7 @@ class FetchML(pulumi.ComponentResource):
         )
         access = AppAccess(
             "minio-app-access",
-            endpoint=f"{_host(cfg)}:{cfg.minio_host_port}",
+            endpoint=f"{cfg.published_host}:{cfg.minio_host_port}",
             server=minio.id,
             root_user=cfg.minio_root_user.value,
             root_password=cfg.minio_root_password.value,
@@ -275,10 +275,10 @@ class FetchML(pulumi.ComponentResource):
         pulumi.export("image", cfg.image)
         pulumi.export("environment", cfg.environment)
         pulumi.export("compliance_mode", cfg.compliance_mode)
-        pulumi.export("api_url", f"http://{_host(cfg)}:{cfg.api_host_port}")
+        pulumi.export("api_url", f"http://{cfg.published_host}:{cfg.api_host_port}")
         pulumi.export("health_url", cfg.health_url)
-        pulumi.export("redis_address", f"{_host(cfg)}:{cfg.redis_host_port}")
-        pulumi.export("minio_endpoint", f"{_host(cfg)}:{cfg.minio_host_port}")
+        pulumi.export("redis_address", f"{cfg.published_host}:{cfg.redis_host_port}")
+        pulumi.export("minio_endpoint", f"{cfg.published_host}:{cfg.minio_host_port}")
         kept = self.persistent
         pulumi.export("volumes", [kept.redis_data.name, kept.minio_data.name, kept.postgres_data.name])
         pulumi.export("database", kept.postgres.name)
@@ -296,10 +296,6 @@ class FetchML(pulumi.ComponentResource):
 
 def _tell(line: str) -> None:
     (pulumi.log.warn if line.startswith("warning") else pulumi.log.info)(line.removeprefix("warning: "))
-
-
-def _host(cfg: StackConfig) -> str:
-    return cfg.health_url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)[0]
 
 
 def _direct_url(cfg: StackConfig, nets: Sequence[Any] | None) -> str:
