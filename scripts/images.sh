@@ -6,7 +6,8 @@
 #   - $REDIS_IMAGE  redis-server from Debian's package plus the shared libraries it links;
 #   - $POSTGRES_IMAGE  PostgreSQL 15 from Debian's package, the same way (scripts/images-postgres.sh);
 #   - $MINIO_IMAGE  the MinIO server built from its Go module (binary cached per machine);
-#   - $PROXY_IMAGE  the front proxy, Caddy built from its Go module (scripts/images-proxy.sh).
+#   - $PROXY_IMAGE  the front proxy, Caddy built from its Go module (scripts/images-proxy.sh);
+#   - $PROBE_IMAGE  the stand-in binary alone, running `standin probe`, built with the stand-ins (scripts/images-probe.sh).
 # Every image is a `docker import` of a root-filesystem tarball, configured with --change.
 # Idempotent: each image carries a label fetchml-infra.build-key, a hash of its inputs (sources,
 # versions, this script); an image whose tag exists with the same key is skipped. A freshly built
@@ -505,6 +506,8 @@ elif ((${#st_built[@]})); then
   mapfile -t st_built < <(printf '%s\n' "${st_built[@]}" | sort -u)
   verify_standins "${st_built[@]}"
 fi
+# shellcheck source=images-probe.sh
+. "$REPO/scripts/images-probe.sh"
 fi # want standin
 
 ###############################################################################

@@ -1,10 +1,14 @@
 // Command standin is a small stand-in for the FetchML API server and worker, used to exercise the
-// fetchml-infra deployment without the real images. One static binary, three subcommands:
+// fetchml-infra deployment without the real images. One static binary, four subcommands:
 //
 //	standin api                 HTTP GET /health on :9101 (FETCHML_HEALTH_PORT overrides)
 //	standin worker              moves job ids fetchml:queue:pending -> fetchml:queue:running -> fetchml:jobs:done;
 //	                            HTTP GET /health on :9102 (FETCHML_HEALTH_PORT overrides)
 //	standin healthcheck URL     exit 0 iff GET URL answers 200 (for Docker HEALTHCHECK; the images have no curl)
+//	standin probe [--timeout D] NAME:PORT/PATH...
+//	                            GET PATH on every address NAME resolves to (each task of tasks.<service>), in
+//	                            parallel; one JSON line each, {"target", "address", "status", "body", "error"},
+//	                            sorted by target then address (probe.go; the image $PROBE_IMAGE runs it)
 //
 // Environment: FETCHML_VERSION, FETCHML_COMPLIANCE_MODE, FETCHML_REDIS_ADDR (host:port, default
 // 127.0.0.1:6379), FETCHML_REDIS_PASSWORD, FETCHML_STANDIN_MODE = healthy (default) | broken | crash.
@@ -76,6 +80,8 @@ func main() {
 			usage()
 		}
 		os.Exit(healthcheck(os.Args[2]))
+	case "probe":
+		os.Exit(runProbe(os.Args[2:]))
 	case "version":
 		fmt.Println(os.Getenv("FETCHML_VERSION"))
 	default:
@@ -84,7 +90,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: standin api | worker | healthcheck URL | version")
+	fmt.Fprintln(os.Stderr, "usage: standin api | worker | healthcheck URL | probe [--timeout D] NAME:PORT/PATH... | version")
 	os.Exit(2)
 }
 
