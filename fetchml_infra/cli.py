@@ -35,6 +35,7 @@ from fetchml_infra import (
     review,
     secrets_init,
     state_upgrade,
+    swarm_status,
     teardown,
     timeline,
     workspace,
@@ -248,9 +249,15 @@ def status(stack: StackOpt) -> None:
     table = Table("", "", title=f"stack {stack}", show_header=False)
     table.add_row("image (config)", cfg.image)
     table.add_row("image (last completed update)", str(outputs.get("image", "-")))
-    routing = proxy.routed(cfg, s.project_dir)
-    table.add_row("containers", host.describe(apps, cfg.worker_replicas, routing.image or cfg.image))
-    table.add_row("proxy", routing.line)
+    if cfg.target == "swarm":
+        rows, running, drift = swarm_status.report(cfg)
+    else:
+        routing = proxy.routed(cfg, s.project_dir)
+        rows = [("containers", host.describe(apps, cfg.worker_replicas, routing.image or cfg.image))]
+        rows.append(("proxy", routing.line))
+        running, drift = routing.running(apps, cfg.worker_replicas), []
+    for row in rows:
+        table.add_row(*row)
     table.add_row("health", f"{polled.verdict.reason} ({cfg.health_url})")
     table.add_row(
         "compliance_mode", f"{polled.verdict.compliance_mode or 'not reported'} (config: {cfg.compliance_mode})"
@@ -269,12 +276,15 @@ def status(stack: StackOpt) -> None:
         table.add_row("queue", jobqueue.describe(counts))
     except Exception as exc:  # status reports, it does not stop
         table.add_row("queue", f"Redis did not answer: {exc}")
-    found = recover.disagreements(
-        config_image=cfg.image,
-        deployed=outputs.get("image"),
-        running=routing.running(apps, cfg.worker_replicas),
-        chain_to=last.to_image if last else None,
-        locks=[lk.describe() for lk in engine_locks if lock.holder_gone(lk)],
+    found = (
+        recover.disagreements(
+            config_image=cfg.image,
+            deployed=outputs.get("image"),
+            running=running,
+            chain_to=last.to_image if last else None,
+            locks=[lk.describe() for lk in engine_locks if lock.holder_gone(lk)],
+        )
+        + drift
     )
     table.add_row(
         "disagreements", "; ".join(found) + f" (run: fetchml-infra recover --stack {stack})" if found else "none"

@@ -28,6 +28,8 @@ REPOSITORY = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-]
 NAME_PREFIX = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
 ENVIRONMENTS = ("staging", "prod")
 COMPLIANCE_MODES = ("none", "hipaa")
+TARGETS = ("docker", "swarm")  # one Docker engine, or a Swarm cluster through its manager (fetchml_infra.swarm)
+DOCKER_HOST = re.compile(r"^((unix|tcp|ssh)://\S+)?$")
 SECRET_KEYS = ("minioRootUser", "minioRootPassword", "minioAppSecretKey", "postgresPassword")
 
 
@@ -83,6 +85,9 @@ class StackConfig:
     audit_retention_days: int  # COMPLIANCE retention of each object in the sink
     audit_signers: str  # name:base64-key pairs whose checkpoint signatures are trusted
     notify_webhook: str  # POSTed after every rollback (fetchml_infra.notify); "" for none
+    target: str = "docker"  # docker | swarm
+    api_replicas: int = 2  # API tasks on a swarm (one host runs one API container per release)
+    docker_host: str = ""  # the engine (on swarm: a manager) the stack is declared on; "" is $DOCKER_HOST's
 
     @property
     def required_compliance(self) -> str | None:
@@ -177,6 +182,9 @@ def parse(
         audit_retention_days=r.number("auditRetentionDays", DEFAULT_RETENTION_DAYS, int, 1, 36500),
         audit_signers=r.parsed("auditSigners", "", parse_signers),
         notify_webhook=r.parsed("notifyWebhook", "", _webhook),
+        target=r.choice("target", "docker", TARGETS),
+        api_replicas=r.number("apiReplicas", 2, int, 1, 16),
+        docker_host=r.text("dockerHost", "", DOCKER_HOST, "a Docker host URL: unix://, tcp:// or ssh://"),
     )
     if cfg.notify_webhook and "notifyWebhook" not in secret_keys:  # the state would keep it in plain text
         r.problems.append(
@@ -203,6 +211,7 @@ def parse(
             f"bindAddress: expected a loopback address (127.0.0.1 or ::1), saw {cfg.bind_address!r}; "
             "publishing FetchML, Redis and MinIO beyond this host needs allowPublicBind: true, reviewed"
         )
+    r.problems.extend(_target_problems(cfg))
     if image and image in cfg.denied_images:
         r.problems.append(
             f"image: {image} failed its health gate earlier and is listed in deniedImages; deploy it again only "
@@ -213,6 +222,19 @@ def parse(
     if r.problems:
         raise ConfigError(stack, r.problems)
     return cfg
+
+
+def _target_problems(cfg: StackConfig) -> list[str]:
+    if cfg.target == "docker" and cfg.docker_host:
+        # An explicit engine would give every resource a new provider: Pulumi would replace the whole stack.
+        return [f"dockerHost: expected it only with target: swarm (a new stack moves engines), saw {cfg.docker_host!r}"]
+    if cfg.target == "swarm" and not cfg.allow_public_bind:
+        return [
+            f"allowPublicBind: expected true with target: swarm, saw false; Swarm publishes a host-mode port on every "
+            f"address of its node (bindAddress, {cfg.bind_address}, is only where the CLI reaches it): firewall the "
+            "data node, then set allowPublicBind: true"
+        ]
+    return []
 
 
 def _webhook(url: str) -> None:

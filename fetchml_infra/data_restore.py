@@ -18,7 +18,7 @@ from pathlib import Path
 
 from fetchml_infra import schema
 from fetchml_infra.config import StackConfig
-from fetchml_infra.host import HostError, container_address, run_docker
+from fetchml_infra.host import HostError, container_address, data_container, run_docker
 
 
 class RestoreError(RuntimeError):
@@ -40,7 +40,7 @@ def _wait(what: str, done: Callable[[], bool], timeout: float) -> None:
 
 def redis(cfg: StackConfig, rdb: bytes, timeout: float = 120.0) -> None:
     """Replace the live Redis data with ``rdb``."""
-    live, source = f"{cfg.name_prefix}-redis", f"{cfg.name_prefix}-redis-restore"
+    live, source = data_container(f"{cfg.name_prefix}-redis"), f"{cfg.name_prefix}-redis-restore"
     run_docker("rm", "-f", source, ignore="No such container")
     try:
         run_docker(
@@ -90,7 +90,7 @@ def _pong(name: str) -> bool:
 
 def database(cfg: StackConfig, dump: bytes, say: Callable[[str], None], timeout: float = 600.0) -> None:
     """Replace the live database with the one in ``dump`` (``pg_dump -Fc``); the app must be stopped."""
-    name, db = schema.container(cfg.name_prefix), schema.DATABASE
+    name, db = data_container(schema.container(cfg.name_prefix)), schema.DATABASE
     fresh, old = f"{db}_restoring", f"{db}_before_restore"
 
     def admin(sql: str) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
 
-from fetchml_infra import audit, health, history, host, notify
+from fetchml_infra import audit, health, history, host, notify, outcome, swarm_gate
 from fetchml_infra.audit import shipping as shipping_
 from fetchml_infra.audit.shipping import Shipping
 from fetchml_infra.audit.target import DEFAULT_RETENTION_DAYS
@@ -91,12 +91,22 @@ class HealthGateProvider(ResourceProvider):
 
     def _check(self, props: dict[str, Any], moved: bool) -> dict[str, Any]:
         """``moved``: the containers it guards are new. Only then does a failure record a (failed) move."""
-        result = health.poll(
-            _address(props),
-            expected_version=props["image"],
-            required_compliance=props["compliance_mode"] if props["compliance_mode"] != "none" else None,
-            timeout=float(props["timeout"]),
-        )
+        required = props["compliance_mode"] if props["compliance_mode"] != "none" else None
+        if props.get("swarm"):
+            try:
+                result = swarm_gate.check(props["swarm"], props["image"], required, float(props["timeout"]))
+            except swarm_gate.ClusterFault as exc:  # nothing recorded: the cluster, not the image, failed
+                raise Refused(
+                    f"health gate could not check stack '{props['stack']}' ({outcome.NOT_A_VERDICT}): {exc}\n"
+                    "  no audit entry was written; fix the cluster and run the same command again"
+                ) from None
+        else:
+            result = health.poll(
+                _address(props),
+                expected_version=props["image"],
+                required_compliance=required,
+                timeout=float(props["timeout"]),
+            )
         if not result.verdict.healthy:
             reason = audit.clean_value(f"health-check-failure: {result.verdict.reason}")[:200]
             notes: list[str] = []
@@ -158,11 +168,13 @@ class HealthGate(pulumi.dynamic.Resource, module="fetchml", name="HealthGate"):
         rollback_advice: str,
         targets: pulumi.Input[list[str]],
         container: str | None = None,
+        swarm: pulumi.Input[dict[str, Any]] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         props: dict[str, Any] = {
             "url": url,
             "container": container,
+            "swarm": swarm,
             "image": image,
             "compliance_mode": compliance_mode,
             "timeout": timeout,

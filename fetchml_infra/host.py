@@ -9,6 +9,7 @@ client, a socket bind and ``ss``.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -102,6 +103,26 @@ def name_conflicts(
     return problems
 
 
+_ON_SWARM: list[bool] = [False]  # set by use_engine: the stack's data parts are swarm services
+
+
+def use_engine(cfg: StackConfig) -> None:
+    """Point this process's `docker` commands at the stack's engine (on a swarm, its manager)."""
+    if cfg.docker_host:
+        os.environ["DOCKER_HOST"] = cfg.docker_host
+    _ON_SWARM[0] = cfg.target == "swarm"
+
+
+def data_container(name: str) -> str:
+    """What `docker exec` reaches for a data part named ``name``: that container on one host; on a swarm, the
+    running task of the service of that name (on the manager, which is the data node), else ``name``."""
+    if not _ON_SWARM[0]:
+        return name
+    label = f"label=com.docker.swarm.service.name={name}"
+    ids = run_docker("ps", "-q", "--filter", label, "--filter", "status=running").split()
+    return ids[0] if ids else name
+
+
 def run_docker(*args: str, timeout: float = 30.0, ignore: str | None = None) -> str:
     """stdout of `docker ARGS`; HostError when there is no client, no answer in time, or a failure other
     than stderr lines containing ``ignore``."""
@@ -180,6 +201,10 @@ class AppContainer:
 
 def app_containers(prefix: str) -> dict[str, AppContainer]:
     """Every container named <prefix>-api-<image> or <prefix>-worker-<image>-<n>, keyed by that suffix."""
+    if _ON_SWARM[0]:  # the tasks of the app's services, across the cluster
+        from fetchml_infra.swarm_status import app_tasks
+
+        return app_tasks(prefix)
     exact = re.compile(rf"^{re.escape(prefix)}-(?:{APP_NAME})$")
     apps = {}
     for o in inspect_containers(run_docker("ps", "-a", "-q", "--no-trunc", "--filter", f"name={prefix}-").split()):

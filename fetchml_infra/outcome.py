@@ -25,7 +25,9 @@ from typing import Any
 
 GATE = "health-gate"
 AUDIT = "audit-entry"
-_APP = re.compile(r"api|api-image|worker-\d+|worker-image")
+_APP = re.compile(r"api|api-image|worker|worker-\d+|worker-image")  # worker: the swarm service
+# What a gate says when the cluster, not the image, kept it from checking (fetchml_infra.swarm_gate).
+NOT_A_VERDICT = "not a verdict on the image"
 _CHANGED = {"create", "update", "delete", "replace", "create-replacement", "delete-replaced"}
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]|<\{%[^%]*%\}>")
 # Wrapping that the engine, the Terraform bridge, gRPC and our providers (provider_errors) put around the words.
@@ -159,6 +161,8 @@ def classify(
     policy_said = any(p.get("enforcementLevel") == "mandatory" for p in _of(events, "policyEvent"))
     if program and not policy_said and not set(failed) - {resource_name(urn) for urn, _ in stack_errors}:
         return Outcome("refused", None, program[0], changed)
+    if gate is not None and NOT_A_VERDICT in _detail_for(gate, errors):
+        return Outcome("app-failed", gate, f"{gate}: {_detail_for(gate, errors)}", changed)
     for wanted, kind in _FAILURES:
         name = next((n for n in failed if n and role(n) == wanted), None)
         if name is not None:

@@ -121,6 +121,8 @@ def check_sink(cfg: StackConfig, log: str, say: Say) -> None:
 
 def orphans(cfg: StackConfig, deployment: Mapping[str, Any]) -> list[host.AppContainer]:
     """App containers an interrupted update left behind, unknown to the state (see host.orphans)."""
+    if cfg.target == "swarm":  # a task belongs to its service, which the state holds: never an orphan
+        return []
     managed = host.managed(deployment)["container"]
     return host.orphans(host.app_containers(cfg.name_prefix), managed)
 

@@ -253,14 +253,25 @@ class Routing:
     image: str | None  # what the proxy routes to; None: nothing, or it did not answer
     line: str  # says which, for status
 
+    whole: bool = False  # on a swarm: ``image`` is what every task of the API and workers runs
+
     def running(self, apps: Mapping[str, host.AppContainer], replicas: int) -> str | None:
         """The release that serves: the routed one, when its API and workers all run."""
+        if self.whole:
+            return self.image
         return host.running_image(apps, replicas, self.image) if self.image else None
 
 
 def routed(cfg: StackConfig, project_dir: Path) -> Routing:
     """Where the stack's proxy routes, for status, recover and the CLI."""
     prefix, url = cfg.name_prefix, cfg.proxy_admin_url
+    if cfg.target == "swarm":  # no switch: the proxy follows the API's tasks (fetchml_infra.swarm)
+        from fetchml_infra import swarm_status
+
+        image = swarm_status.report(cfg)[1]
+        return Routing(
+            image, f"tasks.{prefix}-api through the swarm's DNS, all on {image or 'no single release'}", True
+        )
     try:
         image = image_of(prefix, live_upstream(url, route_file(cfg, project_dir), cfg.health_path))
     except ProxyError as exc:

@@ -16,7 +16,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from fetchml_infra.host import HostError, run_docker
+from fetchml_infra.host import HostError, data_container, run_docker
 
 LABEL = "org.fetchml.schema"
 DATABASE = "fetchml"
@@ -108,7 +108,7 @@ def psql(name: str, sql: str, timeout: float = 15.0) -> str:
 
 def live_version(prefix: str) -> int | None:
     """The live schema version (0 before the first migration); None when the stack has no database container."""
-    name = container(prefix)
+    name = data_container(container(prefix))
     try:
         state = run_docker("container", "inspect", "-f", "{{.State.Running}}", name, ignore="No such container")
     except HostError as exc:

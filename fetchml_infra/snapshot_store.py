@@ -25,7 +25,7 @@ from minio.error import S3Error
 from fetchml_infra import audit, schema, snapshots
 from fetchml_infra.app_access import ARTIFACTS_BUCKET
 from fetchml_infra.config import StackConfig
-from fetchml_infra.host import HostError, run_docker
+from fetchml_infra.host import HostError, data_container, run_docker
 from fetchml_infra.snapshots import BUCKET, MANIFEST, PARTS, Manifest, Part
 
 _FAILURES = (S3Error, urllib3.exceptions.HTTPError, OSError, HostError, subprocess.SubprocessError)
@@ -37,7 +37,7 @@ class SnapshotError(RuntimeError):
 
 
 def redis_container(cfg: StackConfig) -> str:
-    return f"{cfg.name_prefix}-redis"
+    return data_container(f"{cfg.name_prefix}-redis")
 
 
 def client(cfg: StackConfig) -> Minio:
@@ -114,7 +114,7 @@ def take(cfg: StackConfig, log: str, *, image: str, target: str, action: str) ->
     """Snapshot the data before a move of ``cfg.stack`` from ``image`` to ``target``. None when the stack has no
     data service running yet (its first deploy). SnapshotError when a part cannot be taken or stored."""
     try:
-        has_redis, has_db = running(redis_container(cfg)), running(schema.container(cfg.name_prefix))
+        has_redis, has_db = running(redis_container(cfg)), running(data_container(schema.container(cfg.name_prefix)))
         if not (has_redis or has_db):
             return None
         head, length = audit.head(log)
@@ -129,7 +129,7 @@ def take(cfg: StackConfig, log: str, *, image: str, target: str, action: str) ->
         if has_redis:
             parts["redis"] = _put(mc, folder + PARTS["redis"], io.BytesIO(redis_rdb(redis_container(cfg))))
         if has_db:
-            with pg_dump(schema.container(cfg.name_prefix)) as dump:
+            with pg_dump(data_container(schema.container(cfg.name_prefix))) as dump:
                 parts["db"] = _put(mc, folder + PARTS["db"], dump)
         objects = [(o.object_name, o.size, o.etag) for o in mc.list_objects(ARTIFACTS_BUCKET, recursive=True)]
         parts["artifacts"] = _put(mc, folder + PARTS["artifacts"], io.BytesIO(snapshots.artifacts_listing(objects)))

@@ -25,7 +25,7 @@ from typing import Any
 import pulumi
 import pulumi_docker as docker
 
-from fetchml_infra import audit, database, guard, host, proxy
+from fetchml_infra import audit, database, guard, host, proxy, swarm
 from fetchml_infra.app_access import APP_USER, ARTIFACTS_BUCKET, AppAccess
 from fetchml_infra.audit.shipping import catch_up
 from fetchml_infra.config import StackConfig
@@ -72,6 +72,10 @@ def rollback_advice(cfg: StackConfig) -> str:
 
 class FetchML(pulumi.ComponentResource):
     def __init__(self, name: str, cfg: StackConfig, opts: pulumi.ResourceOptions | None = None) -> None:
+        host.use_engine(cfg)
+        if cfg.docker_host:  # a swarm's manager: every docker resource below is declared through it
+            engine = docker.Provider("engine", host=cfg.docker_host)
+            opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(providers={"docker": engine}))
         super().__init__("fetchml:index:FetchML", name, None, opts)
         self.cfg = cfg
         # Pulumi runs the program in the project directory; the providers get the absolute path.
@@ -86,9 +90,16 @@ class FetchML(pulumi.ComponentResource):
         audit.require_intact(self.audit_log)  # fail before any resource, on preview as well as up
         # The schema check and the pre-move snapshot, before any container is replaced (fetchml_infra.guard).
         override = guard.before_move(cfg, self.audit_log, pulumi.runtime.is_dry_run(), _tell)
-        self.persistent = self._persistent(cfg)
         self.actor = current_actor()
-        self.app = self._app(cfg, self.persistent)
+        if cfg.target == "swarm":
+            api_env = {**app_env(cfg), "FETCHML_HEALTH_PORT": str(cfg.health_port)}
+            self.swarm = swarm.declare(self, cfg, api_env, worker_env(cfg))
+            self.gate = swarm.gate(self, cfg, self.swarm, self.audit_log, self.actor, rollback_advice(cfg))
+            moved: list[pulumi.Resource] = [self.gate]
+        else:
+            self.persistent = self._persistent(cfg)
+            self.app = self._app(cfg, self.persistent)
+            moved = [self.app.route, *self.app.workers]
         self.audit = AuditEntry(
             "audit-entry",
             image=cfg.image,
@@ -101,9 +112,7 @@ class FetchML(pulumi.ComponentResource):
             gate=self.gate.healthy,
             # The record outlives the stack: never deleted, and removing it from the program is refused.
             # Written once the release is routed and its workers run: that is the move it records.
-            opts=pulumi.ResourceOptions(
-                parent=self, protect=True, retain_on_delete=True, depends_on=[self.app.route, *self.app.workers]
-            ),
+            opts=pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True, depends_on=moved),
         )
         self.register_outputs({})
 
@@ -190,16 +199,7 @@ class FetchML(pulumi.ComponentResource):
         worker_image = docker.RemoteImage(
             "worker-image", name=cfg.worker_image, keep_locally=True, opts=pulumi.ResourceOptions(parent=self)
         )
-        envs = [
-            f"FETCHML_VERSION={cfg.image}",
-            f"FETCHML_COMPLIANCE_MODE={cfg.compliance_mode}",
-            f"FETCHML_ENVIRONMENT={cfg.environment}",
-            f"FETCHML_REDIS_ADDR=redis:{REDIS_PORT}",
-            f"FETCHML_MINIO_ENDPOINT=minio:{MINIO_PORT}",
-            f"FETCHML_MINIO_CREDENTIALS={APP_CREDENTIALS_FILE}",
-            f"FETCHML_ARTIFACTS_BUCKET={ARTIFACTS_BUCKET}",
-            *database.app_envs(),
-        ]
+        envs = [f"{k}={v}" for k, v in app_env(cfg).items()]
         # The app's key, never the root one; same value on every image, so a rollback changes no credential.
         credentials = [
             database.secret_file(APP_CREDENTIALS_FILE, f"{APP_USER}\n{cfg.minio_app_secret_key.value}\n"),
@@ -252,7 +252,7 @@ class FetchML(pulumi.ComponentResource):
         # On replace or destroy a worker gets SIGTERM and this long to finish or put back its job (it gives
         # itself a second less), not an immediate SIGKILL. New workers start once their release is routed.
         grace = cfg.worker_stop_grace_seconds
-        worker_envs = [*envs, f"FETCHML_JOB_SECONDS={cfg.job_seconds:g}", f"FETCHML_STOP_GRACE_SECONDS={grace}"]
+        worker_envs = [f"{k}={v}" for k, v in worker_env(cfg).items()]
         workers = [
             docker.Container(
                 f"worker-{tag}-{i}",
@@ -279,12 +279,16 @@ class FetchML(pulumi.ComponentResource):
         pulumi.export("health_url", cfg.health_url)
         pulumi.export("redis_address", f"{cfg.published_host}:{cfg.redis_host_port}")
         pulumi.export("minio_endpoint", f"{cfg.published_host}:{cfg.minio_host_port}")
-        kept = self.persistent
-        pulumi.export("volumes", [kept.redis_data.name, kept.minio_data.name, kept.postgres_data.name])
-        pulumi.export("database", kept.postgres.name)
-        pulumi.export("containers", [self.app.api.name, *[w.name for w in self.app.workers]])
-        pulumi.export("proxy", self.persistent.proxy.name)
-        pulumi.export("routed", self.app.route.upstream)
+        pulumi.export("target", cfg.target)
+        if cfg.target == "swarm":
+            swarm.export(self.swarm)
+        else:
+            kept = self.persistent
+            pulumi.export("volumes", [kept.redis_data.name, kept.minio_data.name, kept.postgres_data.name])
+            pulumi.export("database", kept.postgres.name)
+            pulumi.export("containers", [self.app.api.name, *[w.name for w in self.app.workers]])
+            pulumi.export("proxy", self.persistent.proxy.name)
+            pulumi.export("routed", self.app.route.upstream)
         pulumi.export("reported_compliance_mode", self.gate.reported_compliance_mode)
         pulumi.export("audit_log", self.audit_log)
         pulumi.export("audit_head", self.audit.head)
@@ -292,6 +296,25 @@ class FetchML(pulumi.ComponentResource):
         pulumi.export("audit_action", self.audit.action)
         pulumi.export("audit_sink", cfg.audit_sink)
         pulumi.export("audit_shipping", self.audit.shipping)
+
+
+def app_env(cfg: StackConfig) -> dict[str, str]:
+    """The app's environment: the one place besides the image reference that carries ``image``."""
+    return {
+        "FETCHML_VERSION": cfg.image,
+        "FETCHML_COMPLIANCE_MODE": cfg.compliance_mode,
+        "FETCHML_ENVIRONMENT": cfg.environment,
+        "FETCHML_REDIS_ADDR": f"redis:{REDIS_PORT}",
+        "FETCHML_MINIO_ENDPOINT": f"minio:{MINIO_PORT}",
+        "FETCHML_MINIO_CREDENTIALS": APP_CREDENTIALS_FILE,
+        "FETCHML_ARTIFACTS_BUCKET": ARTIFACTS_BUCKET,
+        **dict(e.split("=", 1) for e in database.app_envs()),
+    }
+
+
+def worker_env(cfg: StackConfig) -> dict[str, str]:
+    grace = cfg.worker_stop_grace_seconds
+    return {**app_env(cfg), "FETCHML_JOB_SECONDS": f"{cfg.job_seconds:g}", "FETCHML_STOP_GRACE_SECONDS": str(grace)}
 
 
 def _tell(line: str) -> None:

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from pulumi import automation as auto
 
-from fetchml_infra import engine, history, offline, passphrase, review, state_layout, toolchain
+from fetchml_infra import engine, history, host, offline, passphrase, review, state_layout, toolchain
 from fetchml_infra.config import PROJECT, StackConfig, parse, split_project_keys
 from fetchml_infra.offline import REPO_ROOT
 
@@ -125,7 +125,9 @@ class Stack:
     def config(self, **overrides: str) -> StackConfig:
         values, secrets = self.raw_config()
         values.update(overrides)
-        return parse(self.name, values, secrets, dev_passphrase=self.dev_passphrase())
+        cfg = parse(self.name, values, secrets, dev_passphrase=self.dev_passphrase())
+        host.use_engine(cfg)
+        return cfg
 
     def dev_passphrase(self) -> bool:
         """Whether this stack's secrets are under the development passphrase (prod and HIPAA refuse it)."""
@@ -168,7 +170,13 @@ class Stack:
         """`pulumi up` with the policy pack, streaming Pulumi's own progress; a failed update is a result.
         ``replace``: URNs to replace even if unchanged (recover: containers the state names but Docker lost)."""
         forced = [arg for urn in replace for arg in ("--replace", urn)]
-        return self.run(["up", "--yes", "--skip-preview", "--message", message, *policy.args(), *forced], on_output)
+        args = ["up", "--yes", "--skip-preview", "--message", message, *self._refresh(), *policy.args(), *forced]
+        return self.run(args, on_output)
+
+    def _refresh(self) -> list[str]:
+        """A swarm changes specs and moves tasks by itself (a hand-run `docker service rollback`, a dead node):
+        its stacks read the cluster first, so a preview shows the drift and an up converges it."""
+        return ["--refresh"] if self.config().target == "swarm" else []
 
     def refresh(self, on_output: Callable[[str], None] = print) -> engine.Run:
         return self.run(["refresh", "--yes", "--skip-preview"], on_output)
@@ -184,7 +192,7 @@ class Stack:
 
     def preview_steps(self, policy: Policy) -> tuple[list[review.Step], list[str]]:
         """The steps `pulumi preview` plans (other than 'same'), and the errors it reported, if it failed."""
-        run = self.run(["preview", *policy.args()], on_output=lambda _line: None)
+        run = self.run(["preview", *self._refresh(), *policy.args()], on_output=lambda _line: None)
         steps, errors = review.plan(run.events)
         if not run.ok and not errors:
             errors.append((run.stderr.strip().splitlines() or [f"pulumi preview: exit {run.returncode}"])[-1])

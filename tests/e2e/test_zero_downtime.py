@@ -21,7 +21,7 @@ LIMIT = 6000  # a bounded probe: at most two minutes of requests per operation
 
 
 @contextmanager
-def probing(p: Project) -> Iterator[list[str]]:
+def probing(p: Project, host: str = "127.0.0.1") -> Iterator[list[str]]:
     """Every answer through the public port while the block runs: the version, or what went wrong."""
     seen: list[str] = []
     stop = threading.Event()
@@ -30,7 +30,7 @@ def probing(p: Project) -> Iterator[list[str]]:
         with httpx.Client(timeout=2, headers={"Connection": "close"}) as client:
             while not stop.is_set() and len(seen) < LIMIT:
                 try:
-                    r = client.get(f"http://127.0.0.1:{p.ports['api']}/health")
+                    r = client.get(f"http://{host}:{p.ports['api']}/health")
                     seen.append(r.json()["version"] if r.status_code == 200 else f"HTTP {r.status_code}")
                 except (httpx.HTTPError, ValueError, KeyError) as exc:
                     seen.append(f"error {exc}")
