@@ -145,7 +145,8 @@ def check_host(cfg: StackConfig, deployment: Mapping[str, Any], say: Say) -> Non
     for name in sorted(set(found.get("volume", {})) - managed["volume"]):
         say(f"  note: volume {name} exists from before; the stack takes it up with its data")
     problems = host.name_conflicts(needs, managed, {k: v for k, v in found.items() if k != "volume"})
-    problems += ports.port_conflicts(needs, managed["container"])
+    if cfg.target == "docker":  # a swarm binds its ports on the data node, not on this host
+        problems += ports.port_conflicts(needs, managed["container"])
     if problems:
         listed = "\n".join(f"  - {p}" for p in problems)
         raise OperatorError(

@@ -22,7 +22,7 @@ import base64
 import json
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import pulumi
 import pulumi_docker as docker
@@ -139,10 +139,10 @@ class Declarer:
             task_spec=docker.ServiceTaskSpecArgs(
                 container_spec=spec,
                 placement=docker.ServiceTaskSpecPlacementArgs(constraints=[placement], prefs=["spread=node.id"]),
-                networks_advanceds=[
-                    docker.ServiceTaskSpecNetworksAdvancedArgs(name=network.id, aliases=[alias] if alias else [])
-                ],
-                restart_policy=docker.ServiceTaskSpecRestartPolicyArgs(condition="any", delay="2s"),
+                # By id: the provider reads a service's network back as `id`, and the SDK's `name` (deprecated
+                # upstream, and ForceNew) would then differ on every refresh and replace the service.
+                networks_advanceds=[cast(Any, {"id": network.id, "aliases": [alias] if alias else []})],
+                restart_policy=docker.ServiceTaskSpecRestartPolicyArgs(condition="any", delay="2s", window="0s"),
             ),
             mode=docker.ServiceModeArgs(replicated=docker.ServiceModeReplicatedArgs(replicas=replicas)),
             endpoint_spec=docker.ServiceEndpointSpecArgs(

@@ -166,8 +166,11 @@ def read(
         tasks = [json.loads(r) for r in rows if r.strip()]
         new = [t for t in tasks if str(t.get("Image", "")).split("@")[0] == image_of[g.service]]
         states = [(_state(t), t) for t in new]
+        # A task stopped by its failing HEALTHCHECK exits cleanly: "Complete", with no error, is a failure too.
         failed[g.service] = [
-            (s.lower(), str(t.get("Error") or t["CurrentState"])) for s, t in states if s in ("Failed", "Rejected")
+            (s.lower(), str(t.get("Error") or f"a task of the new image stopped before it was healthy ({s.lower()})"))
+            for s, t in states
+            if s in ("Failed", "Rejected", "Complete")
         ]
         waiting = [s for s, t in states if t.get("DesiredState") == "Running" and s != "Running"]
         pending[g.service], unstarted[g.service] = len(waiting), sum(1 for s in waiting if s in UNSTARTED)

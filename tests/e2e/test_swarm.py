@@ -33,8 +33,9 @@ def cluster() -> Iterator[dict[str, str]]:
     env = dict(line.split("=", 1) for line in Path("/run/fetchml-swarm/env").read_text().split() if "=" in line)
     try:
         yield env
-    finally:
-        subprocess.run([script, "down"], capture_output=True, text=True, timeout=300)
+    finally:  # FETCHML_KEEP_SWARM=1 keeps it for the next run (it repairs a node a test powered off)
+        if not os.environ.get("FETCHML_KEEP_SWARM"):
+            subprocess.run([script, "down"], capture_output=True, text=True, timeout=300)
 
 
 def manager(cluster: dict[str, str], *args: str) -> str:
@@ -118,7 +119,7 @@ def test_deploy_failed_deploy_and_rollback_on_three_nodes(tmp_path: Path, cluste
         ok(p.pulumi("config", "set", "image", B))
         ok(p.pulumi("up", "--yes", "--skip-preview"))
         assert {t for _, t in tasks(cluster, api) + tasks(cluster, worker)} == {B}
-        assert moves(p)[-1] == ("deploy", "success", A, B)
+        assert moves(p)[-1] == ("rollback", "success", A, B)  # B ran here before: a move back to it
 
 
 def test_drift_a_missing_image_and_a_dead_node(tmp_path: Path, cluster: dict[str, str]) -> None:
@@ -127,17 +128,22 @@ def test_drift_a_missing_image_and_a_dead_node(tmp_path: Path, cluster: dict[str
         ok(p.cli("deploy", "--image", A, "--reason", "first"))
         ok(p.cli("deploy", "--image", B, "--reason", "release"))
 
-        # Someone rolls the API back by hand: status and preview say so, the next deploy converges.
+        # Someone rolls the API back by hand: status and preview say so, deploy refuses, recover converges.
         manager(cluster, "service", "rollback", "--detach", api)
-        time.sleep(8)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and {t for _, t in tasks(cluster, api)} != {A}:
+            time.sleep(1)
         status = p.cli("status")
         said = " ".join(status.stdout.split())
-        assert status.returncode == 1 and f"{api} runs ghcr.io/jfraeysd/fetchml-api:{A}" in said, said
-        preview = p.cli("preview")
-        assert "api" in preview.stdout and "update" in preview.stdout, preview.stdout[-2000:]
-        ok(p.cli("deploy", "--image", B, "--reason", "converge after a hand rollback"))
+        assert status.returncode == 1 and f"{api} runs ghcr.io/jfraeysd/fetchml-api:{A}, the stack declares" in said
+        preview = ok(p.cli("preview"))
+        assert "api" in preview and "update" in preview, preview[-2000:]
+        refused = p.cli("deploy", "--image", B, "--reason", "again")
+        assert refused.returncode == 2 and "fetchml-infra recover" in refused.stdout + refused.stderr
+        ok(p.cli("recover"))
         assert {t for _, t in tasks(cluster, api)} == {B}
-        assert ok(p.cli("status")).count("disagreements none") or "none" in p.cli("status").stdout
+        assert moves(p)[-2:] == [("rollback", "failure", B, A), ("rollback", "success", A, B)]
+        assert "disagreements none" in " ".join(ok(p.cli("status")).split())
 
         # A release whose image is on the manager only: the swarm cannot start it, and that is no verdict.
         missing = "sha-00c1a55"
@@ -145,19 +151,20 @@ def test_drift_a_missing_image_and_a_dead_node(tmp_path: Path, cluster: dict[str
             manager(cluster, "tag", f"{repo}:{A}", f"{repo}:{missing}")
         before = moves(p)
         out = p.cli("deploy", "--image", missing, "--reason", "image not on the workers")
-        assert out.returncode != 0 and "not a verdict on the image" in out.stdout + out.stderr, out.stdout[-3000:]
-        assert missing not in p.config("deniedImages") if "deniedImages" in p.stack.get_all_config() else True
-        ok(p.cli("deploy", "--image", B, "--reason", "back to the release"))
-        assert moves(p)[: len(before)] == before and all(m[3] != missing for m in moves(p)[len(before) :])
+        said = " ".join((out.stdout + out.stderr).split())
+        assert out.returncode == 1 and "not a verdict on the image" in said and "No such image" in said, said[-3000:]
+        assert moves(p) == before and p.config("image") == B  # nothing recorded, config back, not denied
+        assert {t for _, t in tasks(cluster, api)} == {B}  # the release kept serving
+        ok(p.cli("deploy", "--image", A, "--reason", "a release that is everywhere"))
 
         # A worker node dies: its tasks move to the other, status says so, and the gate still decides.
-        subprocess.run(["pkill", "-9", "-f", "fetchml-swarm/w2.sock"], check=False)
-        deadline = time.monotonic() + 90
+        subprocess.run([str(REPO_ROOT / "scripts" / "swarm-cluster"), "kill", "w2"], check=True, capture_output=True)
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline and {n for n, _ in tasks(cluster, worker)} != {WORKERS[0]}:
             time.sleep(2)
         assert {n for n, _ in tasks(cluster, worker)} == {WORKERS[0]} and len(tasks(cluster, worker)) == 4
-        status = p.cli("status")
-        assert "fmlsw-w2" in status.stdout and "not ready" in " ".join(status.stdout.split()), status.stdout
-        ok(p.cli("rollback", "--to", A, "--reason", "with one worker node down"))
-        assert set(tasks(cluster, api) + tasks(cluster, worker)) == {(WORKERS[0], A)}
-        assert moves(p)[-1] == ("rollback", "success", B, A)
+        said = " ".join(p.cli("status").stdout.split())
+        assert "fmlsw-w2 (worker) Down" in said and "not ready" in said, said
+        ok(p.cli("rollback", "--to", B, "--reason", "with one worker node down"))
+        assert set(tasks(cluster, api) + tasks(cluster, worker)) == {(WORKERS[0], B)}
+        assert moves(p)[-2:] == [("deploy", "success", B, A), ("rollback", "success", A, B)]
