@@ -22,6 +22,7 @@ from minio.error import MinioAdminException, S3Error
 from minio.minioadmin import MinioAdmin
 from pulumi.dynamic import CreateResult, ResourceProvider, UpdateResult
 
+from fetchml_infra.config import StackConfig
 from fetchml_infra.provider_errors import reported
 
 APP_USER = "fetchml-app"
@@ -117,3 +118,17 @@ class AppAccess(pulumi.dynamic.Resource, module="fetchml", name="AppAccess"):
         }
         secret = pulumi.ResourceOptions(additional_secret_outputs=_SECRET_PROPS)
         super().__init__(AppAccessProvider(), name, props, pulumi.ResourceOptions.merge(opts, secret))
+
+
+def for_stack(cfg: StackConfig, server: pulumi.Input[str], opts: pulumi.ResourceOptions) -> AppAccess:
+    """The stack's AppAccess, through MinIO's published port; ``server`` (the MinIO container's or service's
+    id) makes a new MinIO be checked again."""
+    return AppAccess(
+        "minio-app-access",
+        endpoint=f"{cfg.published_host}:{cfg.minio_host_port}",
+        server=server,
+        root_user=cfg.minio_root_user.value,
+        root_password=cfg.minio_root_password.value,
+        secret_key=cfg.minio_app_secret_key.value,
+        opts=opts,
+    )

@@ -49,6 +49,11 @@ def refusal(cfg: StackConfig, ask: Ask) -> str | None:
         return "--reason: required (one readable line saying why the data is restored); saw an empty reason"
     if not ask.parts:
         return "--redis / --db: name at least one part to restore; saw neither"
+    if cfg.target == "swarm":  # it stops and starts the app's containers, which a swarm's services own
+        return (
+            f"restore: stack '{cfg.stack}' runs on a swarm, and restore stops the app's containers on one host only; "
+            "nothing was changed (scale the app's services to 0 with `docker service scale`, restore, scale back)"
+        )
     guarded = cfg.environment == "prod" or cfg.compliance_mode == "hipaa"
     if guarded and not ask.incident.strip():
         kind = f"{cfg.environment}/{cfg.compliance_mode}"

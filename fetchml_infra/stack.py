@@ -25,19 +25,23 @@ from typing import Any
 import pulumi
 import pulumi_docker as docker
 
-from fetchml_infra import audit, database, guard, host, proxy, swarm
-from fetchml_infra.app_access import APP_USER, ARTIFACTS_BUCKET, AppAccess
+from fetchml_infra import app_access, audit, database, guard, host, proxy, swarm
+from fetchml_infra.app_access import APP_USER, AppAccess
+from fetchml_infra.app_env import (
+    APP_CREDENTIALS_FILE,
+    MINIO_PORT,
+    REDIS_PORT,
+    ROOT_PASSWORD_FILE,
+    ROOT_USER_FILE,
+    app_env,
+    worker_env,
+)
 from fetchml_infra.audit.shipping import catch_up
 from fetchml_infra.config import StackConfig
 from fetchml_infra.gate import AuditEntry, HealthGate, current_actor
 from fetchml_infra.recording import shipping_of, sink_ready
 
-REDIS_PORT = 6379
-MINIO_PORT = 9000
 RESTART = "unless-stopped"
-ROOT_USER_FILE = "/run/secrets/minio-root-user"
-ROOT_PASSWORD_FILE = "/run/secrets/minio-root-password"
-APP_CREDENTIALS_FILE = "/run/secrets/fetchml-minio"
 DRAIN_SECONDS = 30.0  # the longest an old API's requests in flight may keep it after the switch
 
 
@@ -154,15 +158,7 @@ class FetchML(pulumi.ComponentResource):
             remove_volumes=False,
             opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
-        access = AppAccess(
-            "minio-app-access",
-            endpoint=f"{cfg.published_host}:{cfg.minio_host_port}",
-            server=minio.id,
-            root_user=cfg.minio_root_user.value,
-            root_password=cfg.minio_root_password.value,
-            secret_key=cfg.minio_app_secret_key.value,
-            opts=child,
-        )
+        access = app_access.for_stack(cfg, minio.id, child)
         postgres_data, postgres = database.postgres(cfg, network, RESTART, self)
         proxy_image = docker.RemoteImage("proxy-image", name=cfg.proxy_image, keep_locally=True, opts=child)
         front = docker.Container(
@@ -296,25 +292,6 @@ class FetchML(pulumi.ComponentResource):
         pulumi.export("audit_action", self.audit.action)
         pulumi.export("audit_sink", cfg.audit_sink)
         pulumi.export("audit_shipping", self.audit.shipping)
-
-
-def app_env(cfg: StackConfig) -> dict[str, str]:
-    """The app's environment: the one place besides the image reference that carries ``image``."""
-    return {
-        "FETCHML_VERSION": cfg.image,
-        "FETCHML_COMPLIANCE_MODE": cfg.compliance_mode,
-        "FETCHML_ENVIRONMENT": cfg.environment,
-        "FETCHML_REDIS_ADDR": f"redis:{REDIS_PORT}",
-        "FETCHML_MINIO_ENDPOINT": f"minio:{MINIO_PORT}",
-        "FETCHML_MINIO_CREDENTIALS": APP_CREDENTIALS_FILE,
-        "FETCHML_ARTIFACTS_BUCKET": ARTIFACTS_BUCKET,
-        **dict(e.split("=", 1) for e in database.app_envs()),
-    }
-
-
-def worker_env(cfg: StackConfig) -> dict[str, str]:
-    grace = cfg.worker_stop_grace_seconds
-    return {**app_env(cfg), "FETCHML_JOB_SECONDS": f"{cfg.job_seconds:g}", "FETCHML_STOP_GRACE_SECONDS": str(grace)}
 
 
 def _tell(line: str) -> None:

@@ -27,7 +27,8 @@ from typing import Any, cast
 import pulumi
 import pulumi_docker as docker
 
-from fetchml_infra import database, proxy, swarm_gate
+from fetchml_infra import app_access, database, proxy, swarm_gate
+from fetchml_infra import app_env as env
 from fetchml_infra.app_access import APP_USER, AppAccess
 from fetchml_infra.config import StackConfig
 from fetchml_infra.gate import HealthGate
@@ -170,8 +171,6 @@ def volume_mount(volume: docker.Volume, path: str) -> docker.ServiceTaskSpecCont
 
 def declare(parent: pulumi.Resource, cfg: StackConfig, app_env: dict[str, str], worker_env: dict[str, str]) -> Parts:
     """Every resource of a swarm stack. ``app_env`` and ``worker_env`` are the only inputs that carry ``image``."""
-    from fetchml_infra import stack  # the single-host constants (ports, secret paths) are the contract
-
     d, p = Declarer(parent, cfg), cfg.name_prefix
     kept = pulumi.ResourceOptions(parent=parent, protect=True, retain_on_delete=True)
     network = docker.Network("network", name=f"{p}-net", driver="overlay", attachable=True, opts=d.child)
@@ -185,28 +184,20 @@ def declare(parent: pulumi.Resource, cfg: StackConfig, app_env: dict[str, str], 
     db_password = d.secret("postgres-password", f"{cfg.postgres_password.value}\n")
     redis = d.service(
         "redis", cfg.redis_image, replicas=1, placement=DATA, network=network, alias="redis",
-        mounts=[volume_mount(redis_data, "/data")], port=(stack.REDIS_PORT, cfg.redis_host_port),
+        mounts=[volume_mount(redis_data, "/data")], port=(env.REDIS_PORT, cfg.redis_host_port),
     )  # fmt: skip
     minio = d.service(
         "minio", cfg.minio_image, replicas=1, placement=DATA, network=network, alias="minio",
-        env={"MINIO_ROOT_USER_FILE": stack.ROOT_USER_FILE, "MINIO_ROOT_PASSWORD_FILE": stack.ROOT_PASSWORD_FILE},
-        secrets=[(root_user, stack.ROOT_USER_FILE), (root_password, stack.ROOT_PASSWORD_FILE)],
-        mounts=[volume_mount(minio_data, "/data")], port=(stack.MINIO_PORT, cfg.minio_host_port),
+        env={"MINIO_ROOT_USER_FILE": env.ROOT_USER_FILE, "MINIO_ROOT_PASSWORD_FILE": env.ROOT_PASSWORD_FILE},
+        secrets=[(root_user, env.ROOT_USER_FILE), (root_password, env.ROOT_PASSWORD_FILE)],
+        mounts=[volume_mount(minio_data, "/data")], port=(env.MINIO_PORT, cfg.minio_host_port),
     )  # fmt: skip
     postgres = d.service(
         "postgres", cfg.postgres_image, replicas=1, placement=DATA, network=network, alias="postgres",
         env={"POSTGRES_PASSWORD_FILE": database.PASSWORD_FILE}, secrets=[(db_password, database.PASSWORD_FILE)],
         mounts=[volume_mount(postgres_data, database.DATA_PATH)], grace="30s", extra={"stop_signal": "SIGINT"},
     )  # fmt: skip
-    access = AppAccess(
-        "minio-app-access",
-        endpoint=f"{cfg.published_host}:{cfg.minio_host_port}",
-        server=minio.id,
-        root_user=cfg.minio_root_user.value,
-        root_password=cfg.minio_root_password.value,
-        secret_key=cfg.minio_app_secret_key.value,
-        opts=d.child,
-    )
+    access = app_access.for_stack(cfg, minio.id, d.child)
     caddy = docker.ServiceConfig(
         "proxy-config",
         data=base64.b64encode(json.dumps(proxy_config(d.names["api"], cfg.health_port)).encode()).decode(),
@@ -222,7 +213,7 @@ def declare(parent: pulumi.Resource, cfg: StackConfig, app_env: dict[str, str], 
         },
     )  # fmt: skip
     after_data = pulumi.ResourceOptions(depends_on=[redis, minio, postgres, access])
-    app_secrets = [(app_key, stack.APP_CREDENTIALS_FILE), (db_password, database.APP_PASSWORD_FILE)]
+    app_secrets = [(app_key, env.APP_CREDENTIALS_FILE), (db_password, database.APP_PASSWORD_FILE)]
     api = d.service(
         "api", cfg.api_image, replicas=cfg.api_replicas, placement=WORKER, network=network, env=app_env,
         secrets=app_secrets, start_first=True, opts=after_data,

@@ -167,3 +167,15 @@ def test_on_a_swarm_the_image_reaches_only_the_app_services_and_data_stays_put(t
         assert (spec["updateConfig"]["order"], spec["updateConfig"]["failureAction"]) == ("start-first", "pause")
     assert mocks.inputs["proxy"]["endpointSpec"]["ports"][0]["publishMode"] == "host"
     assert not mentions(mocks.inputs["api"], "correct-horse-battery")  # secrets travel as swarm secrets only
+
+
+def test_restore_refuses_a_swarm_stack_before_reading_anything() -> None:
+    from fetchml_infra.restore import Ask, refusal
+
+    cfg = parse("staging", swarm_values(), SECRETS)
+    said = refusal(cfg, Ask(snapshot="x", redis=True, db=False, reason="r", incident="", confirmed=False))
+    assert (
+        said is not None
+        and said.startswith("restore: stack 'staging' runs on a swarm")
+        and "nothing was changed" in said
+    )
