@@ -37,6 +37,7 @@ DATA = "node.labels.fetchml.role==data"
 WORKER = "node.labels.fetchml.role==worker"
 PROBE_IMAGE = "fetchml-infra/probe:1"  # resolves tasks.<service> inside the overlay network and asks each task
 CONFIG_PATH = "/etc/caddy/swarm.json"
+WORKER_HEALTH_PORT = 9102  # the worker image's own /health (the API's port is healthPort)
 
 
 @dataclass(frozen=True)
@@ -88,11 +89,8 @@ def guarded(cfg: StackConfig) -> list[swarm_gate.Guarded]:
     ]
 
 
-WORKER_HEALTH_PORT = 9102  # the worker image's own /health (the API's port is healthPort)
-
-
 class Declarer:
-    """Declares the swarm's resources under ``parent``; one method per part, in dependency order."""
+    """Declares secrets and services under ``parent``, with the settings every service shares."""
 
     def __init__(self, parent: pulumi.Resource, cfg: StackConfig) -> None:
         self.parent, self.cfg, self.names = parent, cfg, service_names(cfg.name_prefix)
