@@ -123,14 +123,16 @@ def data_container(name: str) -> str:
     return ids[0] if ids else name
 
 
-def run_docker(*args: str, timeout: float = 30.0, ignore: str | None = None) -> str:
+def run_docker(*args: str, timeout: float = 30.0, ignore: str | None = None, engine: str = "") -> str:
     """stdout of `docker ARGS`; HostError when there is no client, no answer in time, or a failure other
-    than stderr lines containing ``ignore``."""
+    than stderr lines containing ``ignore``. ``engine``: a Docker host URL, for a process whose environment
+    does not name the stack's engine (a provider's)."""
     docker, what = shutil.which("docker"), f"`docker {' '.join(a for a in args[:2] if a[:1] != '-')}`"
     if docker is None:
         raise HostError("the docker client is not on PATH; run scripts/bootstrap")
     try:
-        done = subprocess.run([docker, *args], capture_output=True, text=True, timeout=timeout)
+        env = {**os.environ, "DOCKER_HOST": engine} if engine else None
+        done = subprocess.run([docker, *args], capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired as exc:
         raise HostError(f"{what} did not answer within {timeout:g}s") from exc
     errors = [line.strip() for line in done.stderr.splitlines() if line.strip() and not (ignore and ignore in line)]

@@ -13,14 +13,13 @@ infrastructure's fault, not the image's: it raises ``ClusterFault``, which is ne
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from fetchml_infra.health import Observation, PollResult, Verdict, judge
+from fetchml_infra.host import HostError, run_docker
 
 PAUSED = ("paused", "rollback_started", "rollback_paused", "rollback_completed")
 NOT_THE_IMAGE = ("rejected",)  # states in which the image never ran: preparing the task failed
@@ -141,14 +140,10 @@ UNSTARTED = ("New", "Pending", "Assigned", "Accepted", "Preparing", "Ready")
 
 
 def docker(docker_host: str, *args: str, timeout: float = 30.0) -> str:
-    env = {**os.environ, "DOCKER_HOST": docker_host} if docker_host else None
     try:
-        done = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, env=env)
-    except subprocess.TimeoutExpired as exc:
-        raise ClusterFault(f"`docker {args[0]}` on the swarm manager did not finish in {timeout:g}s") from exc
-    if done.returncode != 0:
-        raise ClusterFault(f"`docker {' '.join(args[:2])}` on the swarm manager failed: {done.stderr.strip()[:300]}")
-    return done.stdout
+        return run_docker(*args, timeout=timeout, engine=docker_host)
+    except HostError as exc:
+        raise ClusterFault(f"on the swarm manager: {exc}") from exc
 
 
 def read(
@@ -164,8 +159,8 @@ def read(
         updates[g.service] = (str((status or {}).get("State") or ""), str((status or {}).get("Message") or ""))
         rows = docker(docker_host, "service", "ps", g.service, "--no-trunc", "--format", "{{json .}}").splitlines()
         tasks = [json.loads(r) for r in rows if r.strip()]
-        new = [t for t in tasks if str(t.get("Image", "")).split("@")[0] == image_of[g.service]]
-        states = [(_state(t), t) for t in new]
+        new = [t for t in tasks if bare_image(str(t.get("Image", ""))) == image_of[g.service]]
+        states = [(task_state(t), t) for t in new]
         # A task stopped by its failing HEALTHCHECK exits cleanly: "Complete", with no error, is a failure too.
         failed[g.service] = [
             (s.lower(), str(t.get("Error") or f"a task of the new image stopped before it was healthy ({s.lower()})"))
@@ -181,9 +176,14 @@ def read(
     return Seen(updates, failed, answers, pending, unstarted)
 
 
-def _state(task: Mapping[str, object]) -> str:
+def task_state(task: Mapping[str, object]) -> str:
     """`docker service ps`'s CurrentState is "Running 5 seconds ago": its first word."""
     return (str(task.get("CurrentState") or "").split() or [""])[0]
+
+
+def bare_image(ref: str) -> str:
+    """An image reference without the digest a swarm may pin it to."""
+    return ref.split("@", 1)[0]
 
 
 def check(spec: Mapping[str, Any], image: str, required_compliance: str | None, timeout: float) -> PollResult:

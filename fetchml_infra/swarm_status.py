@@ -15,6 +15,7 @@ from typing import Any
 from fetchml_infra import swarm
 from fetchml_infra.config import StackConfig
 from fetchml_infra.host import AppContainer, HostError, run_docker
+from fetchml_infra.swarm_gate import bare_image, task_state
 
 APP_PARTS = ("api", "worker")
 DATA_PARTS = ("redis", "minio", "postgres", "proxy")
@@ -124,13 +125,11 @@ def look(prefix: str) -> tuple[dict[str, Service | None], list[Node]]:
         rows = run_docker("service", "ps", names[part], "--filter", "desired-state=running", "--format", "{{json .}}")
         tasks = [json.loads(r) for r in rows.splitlines() if r.strip()]
         running = tuple(
-            (str(t.get("Node")), _bare(str(t.get("Image"))))
-            for t in tasks
-            if str(t.get("CurrentState", "")).startswith("Running")
+            (str(t.get("Node")), bare_image(str(t.get("Image")))) for t in tasks if task_state(t) == "Running"
         )
         services[part] = Service(
             names[part],
-            _bare(str(spec["TaskTemplate"]["ContainerSpec"]["Image"])),
+            bare_image(str(spec["TaskTemplate"]["ContainerSpec"]["Image"])),
             int(spec.get("Mode", {}).get("Replicated", {}).get("Replicas", 1)),
             str((found[0].get("UpdateStatus") or {}).get("State") or ""),  # type: ignore[attr-defined]
             running,
@@ -153,10 +152,6 @@ def _role(node: Mapping[str, object]) -> str:
     return str((labels or {}).get("fetchml.role", "")) if isinstance(labels, Mapping) or labels is None else ""
 
 
-def _bare(image: str) -> str:
-    return image.split("@", 1)[0]
-
-
 def app_tasks(prefix: str) -> dict[str, AppContainer]:
     """The API's and workers' tasks, past and present, as host.app_containers gives containers on one host
     (keyed ``api.<slot>`` / ``worker.<slot>``, the newest task of each slot): what a move started."""
@@ -169,8 +164,8 @@ def app_tasks(prefix: str) -> dict[str, AppContainer]:
             continue
         for t in reversed([json.loads(r) for r in rows.splitlines() if r.strip()]):  # oldest first
             slot = str(t.get("Name", "")).rpartition(".")[2]
-            state = (str(t.get("CurrentState") or "").split() or [""])[0]
-            tag = _bare(str(t.get("Image"))).rpartition(":")[2]
+            state = task_state(t)
+            tag = bare_image(str(t.get("Image"))).rpartition(":")[2]
             ran = state in ("Running", "Complete", "Shutdown", "Failed", "Starting") and not t.get(
                 "Error", ""
             ).startswith("No such image")
