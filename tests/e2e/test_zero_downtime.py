@@ -17,6 +17,15 @@ from tests import dockerhost
 from tests.e2e.project import Project, throwaway
 
 A, B, BROKEN = "sha-1a2b3c4", "sha-5d6e7f8", "sha-9c0ffee"
+# The chain after deploy A, deploy B, a failed deploy of BROKEN (staging rolls back to B by itself: a config
+# and record change, B served throughout) and a rollback to A.
+STORY = [
+    ("deploy", "success", "none", A),
+    ("deploy", "success", A, B),
+    ("deploy", "failure", B, BROKEN),
+    ("rollback", "success", BROKEN, B),
+    ("rollback", "success", B, A),
+]
 LIMIT = 6000  # a bounded probe: at most two minutes of requests per operation
 
 
@@ -85,13 +94,7 @@ def test_staging_deploy_failed_deploy_and_rollback_fail_no_request(tmp_path: Pat
         assert failures(seen) == [] and seen[0] == B and seen[-1] == A, sorted(set(seen))
 
         assert dockerhost.identity(f"{p.prefix}-proxy") == proxy  # never replaced, never restarted
-        assert moves(p) == [
-            ("deploy", "success", "none", A),
-            ("deploy", "success", A, B),
-            ("deploy", "failure", B, BROKEN),
-            ("rollback", "success", BROKEN, B),  # a config and record change: B served throughout
-            ("rollback", "success", B, A),
-        ]
+        assert moves(p) == STORY
 
 
 def test_prod_keeps_serving_the_old_release_after_a_failed_plain_up(tmp_path: Path) -> None:
